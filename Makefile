@@ -1,0 +1,48 @@
+# callwatch: the two quick-start commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install dev demo test lint typecheck check bench demo-calls clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "callwatch needs Python 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.lock
+	$(BIN)/pip install --quiet -r requirements-dev.lock
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev-installed
+
+## Audit the bundled demo calls with the default rules and print the report.
+demo: install
+	$(BIN)/callwatch audit demo/calls/clean_call.wav demo/calls/breach_call.wav demo/calls/cancel_call.wav
+
+## Install everything and run the whole test suite.
+test: dev
+	$(BIN)/python -m pytest
+
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: dev
+	$(BIN)/mypy assist audio models qa_rules dashboard bench scripts
+
+check: lint typecheck test
+
+## Regenerate the demo calls (needs espeak-ng).
+demo-calls: install
+	$(BIN)/python scripts/make_demo_calls.py --out demo/calls
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Call sessions, the audit pipeline, events, store and the command line."""

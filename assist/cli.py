@@ -1,0 +1,167 @@
+"""The ``callwatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+log = logging.getLogger("callwatch")
+
+
+def _cmd_rules_check(args: argparse.Namespace) -> int:
+    from qa_rules.loader import RuleError, load_packs
+
+    try:
+        packs = load_packs(args.dir)
+    except RuleError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        print(f"{len(exc.issues)} problem(s); nothing loaded", file=sys.stderr)
+        return 1
+    for p in packs:
+        kinds: dict[str, int] = {}
+        for r in p.rules:
+            kinds[r.kind] = kinds.get(r.kind, 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        print(f"ok: pack {p.pack} v{p.version} ({p.language}): {len(p.rules)} rules ({summary})")
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from assist.audit import AuditOptions, audit_file
+    from assist.report import to_csv, to_json, to_table
+    from assist.store import Store, StoreError
+    from audio.errors import AudioError
+    from audio.vad import VadConfig
+    from models.asr import AsrConfig, WhisperAsr
+    from models.locator import ModelNotFoundError
+    from qa_rules.loader import RuleError, load_packs
+
+    if args.customer and len(args.files) != 1:
+        print("error: --customer pairs with exactly one agent FILE", file=sys.stderr)
+        return 2
+    try:
+        packs = load_packs(args.rules) if args.rules else load_packs()
+    except RuleError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return 2
+    try:
+        asr = WhisperAsr(AsrConfig(model=args.model, beam_size=args.beam_size, threads=args.threads))
+    except (ModelNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store = None
+    if not args.no_store:
+        try:
+            store = Store(args.db)
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    opts = AuditOptions(agent_channel=args.agent_channel, vad=VadConfig(aggressiveness=args.vad))
+
+    # Read headers first so the progress bar knows the total audio time.
+    total = 0.0
+    durations: dict[str, float] = {}
+    for f in args.files:
+        try:
+            import soundfile as sf
+
+            durations[f] = float(sf.info(f).duration)
+        except Exception:  # unreadable here: audit_file reports the real reason
+            durations[f] = 0.0
+        total += durations[f]
+
+    reports: list[dict[str, Any]] = []
+    failures = 0
+    show = not args.quiet
+    with tqdm(total=round(total, 1), unit="audio s", disable=not show or None,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        for f in args.files:
+            bar.set_description(Path(f).name[:30])
+            try:
+                report = audit_file(f, packs, asr, args.customer, opts,
+                                    progress=lambda s: bar.update(round(s, 1)))
+            except AudioError as exc:
+                failures += 1
+                tqdm.write(f"error: {exc}", file=sys.stderr)
+                continue
+            reports.append(report)
+            if store is not None:
+                try:
+                    store.save_report(report)
+                except StoreError as exc:
+                    failures += 1
+                    tqdm.write(f"error: {exc}", file=sys.stderr)
+
+    if args.format == "json":
+        text = to_json(reports, with_events=args.events)
+    elif args.format == "csv":
+        text = to_csv(reports)
+    else:
+        text = to_table(reports, transcript=not args.no_transcript)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {len(reports)} report(s) to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if store is not None and reports:
+        print(f"stored {len(reports)} call(s) in {store.url}", file=sys.stderr)
+    if failures:
+        print(f"{failures} of {len(args.files)} file(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="callwatch", description="Speech QA and agent assist for contact centers.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("audit", help="transcribe and score recorded calls")
+    a.add_argument("files", nargs="+", metavar="FILE", help="WAV/FLAC/MP3 recordings (stereo, mono, or the agent leg with --customer)")
+    a.add_argument("--customer", metavar="FILE", help="the customer's leg when FILE is the agent's leg")
+    a.add_argument("--agent-channel", choices=["left", "right"], default="left", help="stereo side that carries the agent (default left)")
+    a.add_argument("--rules", metavar="DIR", help="rule pack folder or file (default: the built-in packs)")
+    a.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    a.add_argument("--out", metavar="PATH", help="write the report here instead of stdout")
+    a.add_argument("--events", action="store_true", help="include every event in JSON output")
+    a.add_argument("--no-transcript", action="store_true", help="table format: alerts and scorecard only")
+    a.add_argument("--model", default=os.environ.get("CALLWATCH_MODEL", "tiny.en"), help="tiny.en (default), base, or a local CTranslate2 folder")
+    a.add_argument("--beam-size", type=int, default=1)
+    a.add_argument("--threads", type=int, default=1, help="CPU threads for the model")
+    a.add_argument("--vad", type=int, choices=[0, 1, 2, 3], default=2, help="webrtcvad aggressiveness")
+    a.add_argument("--db", metavar="URL", help="store URL (default sqlite in $CALLWATCH_HOME or ~/.local/share/callwatch)")
+    a.add_argument("--no-store", action="store_true", help="do not write results to the store")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=_cmd_audit)
+
+    r = sub.add_parser("rules", help="work with QA rule packs")
+    rsub = r.add_subparsers(dest="rules_command", required=True)
+    rc = rsub.add_parser("check", help="validate rule packs")
+    rc.add_argument("dir", metavar="DIR", help="folder of *.yaml packs, or one file")
+    rc.set_defaults(func=_cmd_rules_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""One call's pipeline: audio in, events out. The synchronous core of audit and live.
+
+Audio arrives per channel (``push``). VAD cuts each channel into utterances; each finished
+utterance becomes an ``AsrJob`` for whoever runs the model (the audit loop calls it inline,
+the live server hands it to a shared worker pool) and comes back through ``deliver``.
+Transcripts and silence boundaries are released to the rule engine strictly in time
+order, and the engine clock only moves up to a *watermark*: a time before which nothing is
+still unknown (no open utterance, no transcript still being decoded, no audio not yet
+classified). That is what makes a live call and an audit of the same audio agree.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from audio import SAMPLE_RATE
+from audio.codecs import Float32Array
+from audio.vad import FRAME_MS, Segment, VadConfig, VadSegmenter
+from assist.events import Event, EventStamper
+from models.asr import Transcript
+from qa_rules.engine import RuleEngine
+from qa_rules.events import Alert, EngineInput, SilenceEnded, SilenceStarted, Utterance, WordTime
+
+# How far back a segment can start relative to the audio already classified: it opens after
+# ``start_ms`` of voiced frames and is padded by ``pad_ms`` (see audio.vad).
+def _lookback_s(cfg: VadConfig) -> float:
+    return (cfg.start_ms + cfg.pad_ms) / 1000 + FRAME_MS / 1000
+
+
+@dataclass(frozen=True)
+class AsrJob:
+    job_id: int
+    channel: int
+    speaker: str
+    segment: Segment
+    audio: Float32Array
+
+
+class _ChannelBuffer:
+    """Recent audio of one channel, trimmed as utterances are handed out."""
+
+    def __init__(self) -> None:
+        self._chunks: list[Float32Array] = []
+        self._start = 0  # sample index of the first kept sample
+        self._n = 0  # total samples received
+
+    @property
+    def samples_received(self) -> int:
+        return self._n
+
+    def append(self, samples: Float32Array) -> None:
+        self._chunks.append(samples)
+        self._n += samples.size
+
+    def slice(self, t: float, t_end: float) -> Float32Array:
+        data = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        self._chunks = [data]
+        a = max(int(round(t * SAMPLE_RATE)) - self._start, 0)
+        b = max(int(round(t_end * SAMPLE_RATE)) - self._start, a)
+        return data[a:b].copy()
+
+    def trim_before(self, t: float) -> None:
+        keep_from = int(t * SAMPLE_RATE)
+        if keep_from <= self._start or not self._chunks:
+            return
+        data = np.concatenate(self._chunks)
+        cut = min(keep_from - self._start, data.size)
+        self._chunks = [data[cut:]]
+        self._start += cut
+
+
+@dataclass
+class _Channel:
+    speaker: str
+    vad: VadSegmenter
+    buffer: _ChannelBuffer = field(default_factory=_ChannelBuffer)
+    last_end: float | None = None  # end of the latest closed segment
+
+
+@dataclass(order=True)
+class _Pending:
+    """An engine input waiting for its turn; ordered by the time it becomes known."""
+
+    key: float
+    order: int
+    start: float = field(compare=False)
+    item: EngineInput = field(compare=False)
+
+
+class CallPipeline:
+    def __init__(
+        self,
+        call_id: str,
+        speakers: list[str],
+        engine: RuleEngine,
+        vad_config: VadConfig | None = None,
+        silence_report_s: float = 2.0,
+    ) -> None:
+        self.call_id = call_id
+        self.vad_config = vad_config or VadConfig()
+        self.stamper = EventStamper(call_id)
+        self.engine = engine
+        self.channels = [_Channel(s, VadSegmenter(self.vad_config)) for s in speakers]
+        self._lookback = _lookback_s(self.vad_config)
+        self._silence_report_s = silence_report_s
+        self._job_ids = itertools.count(1)
+        self._pending_jobs: dict[int, AsrJob] = {}
+        self._ready: list[_Pending] = []
+        self._order = itertools.count()
+        self._silence_since: float | None = None
+        self._silence_next_start: float | None = None
+        self._last_silence_end = -1.0
+        self._audio_done = False
+        self._any_speech = False
+        self._outbox: list[Event] = []
+        self.transcripts: list[Event] = []
+        self.alerts: list[Event] = []
+        self.silences: list[Event] = []
+        self._ended = False
+
+    # -- audio in ------------------------------------------------------------------------
+    def push(self, channel: int, samples: Float32Array) -> list[AsrJob]:
+        """Add 16 kHz audio to one channel; returns utterances ready for ASR."""
+        ch = self.channels[channel]
+        ch.buffer.append(samples)
+        segments = ch.vad.push(samples)
+        self._observe_starts(channel, segments)
+        jobs = [self._job(channel, seg) for seg in segments]
+        self._track_silence()
+        self._release()
+        return jobs
+
+    def finish_audio(self) -> list[AsrJob]:
+        """No more audio will come: close open utterances."""
+        jobs = []
+        for i, ch in enumerate(self.channels):
+            segments = ch.vad.flush()
+            self._observe_starts(i, segments)
+            jobs.extend(self._job(i, seg) for seg in segments)
+        self._audio_done = True
+        self._track_silence()
+        self._release()
+        return jobs
+
+    def deliver(self, job: AsrJob, transcript: Transcript) -> None:
+        """A transcript for a job came back from the model."""
+        self._pending_jobs.pop(job.job_id, None)
+        if not transcript.empty and any(c.isalnum() for c in transcript.text):
+            words = tuple(WordTime(w.w, w.t, w.t_end) for w in transcript.words)
+            # The utterance spans its VAD segment (speaking time for rates); words keep
+            # their own times (evidence, windows).
+            seg = job.segment
+            utt = Utterance(job.speaker, seg.t, seg.t_end, transcript.text, words,
+                            transcript.language)
+            self._queue(job.segment.t_end, job.segment.t, utt)
+            self._emit_transcript(job, transcript)
+        self._release()
+
+    def close(self, reason: str = "completed") -> None:
+        """All audio and transcripts are in: decide the rest, score the call."""
+        if self._ended:
+            return
+        duration = self.duration
+        self._release(final=True)
+        if self._silence_since is not None:
+            self._record_silence(self._silence_since, duration)
+        self._handle_alerts(self.engine.finish(duration))
+        card = self.scorecard()
+        self._outbox.append(self.stamper.make("scorecard", duration, **card))
+        self._outbox.append(self.stamper.make("call.ended", duration, reason=reason))
+        self._ended = True
+
+    @property
+    def duration(self) -> float:
+        return max(ch.buffer.samples_received for ch in self.channels) / SAMPLE_RATE
+
+    @property
+    def pending_jobs(self) -> int:
+        return len(self._pending_jobs)
+
+    def start(self, **info: Any) -> None:
+        self._outbox.append(self.stamper.make("call.started", 0.0, **info))
+
+    def drain(self) -> list[Event]:
+        """Events produced since the last drain, in seq order."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def scorecard(self) -> dict[str, Any]:
+        lines = self.engine.scorecard()
+        applicable = [o for o in lines if o.status in ("passed", "failed")]
+        total = sum(o.weight for o in applicable)
+        got = sum(o.weight for o in applicable if o.status == "passed")
+        score = round(100.0 * got / total, 1) if total else 100.0
+        return {"score": score, "rules": [o.to_dict() for o in lines]}
+
+    # -- internals -----------------------------------------------------------------------
+    def _job(self, channel: int, seg: Segment) -> AsrJob:
+        ch = self.channels[channel]
+        job = AsrJob(next(self._job_ids), channel, ch.speaker, seg, ch.buffer.slice(seg.t, seg.t_end))
+        self._pending_jobs[job.job_id] = job
+        self._any_speech = True
+        ch.last_end = seg.t_end
+        ch.buffer.trim_before(seg.t_end - 1.0)
+        return job
+
+    def _classified_until(self) -> float:
+        """Audio time before which no new utterance can still start on any channel."""
+        if self._audio_done:
+            return self.duration
+        return max(min(ch.vad.processed_s for ch in self.channels) - self._lookback, 0.0)
+
+    def _known_until(self) -> float:
+        """Audio time up to which every channel's speech/silence is decided."""
+        until = self._classified_until()
+        for ch in self.channels:
+            if ch.vad.open_since is not None:
+                until = min(until, ch.vad.open_since)
+        return until
+
+    def _observe_starts(self, channel: int, new_segments: list[Segment]) -> None:
+        """Note where speech (re)starts, to end an open silence there."""
+        if self._silence_since is None:
+            return
+        starts = [seg.t for seg in new_segments]
+        open_since = self.channels[channel].vad.open_since
+        if open_since is not None:
+            starts.append(open_since)
+        for st in starts:
+            if self._silence_next_start is None or st < self._silence_next_start:
+                self._silence_next_start = st
+
+    def _track_silence(self) -> None:
+        """Open and close joint silences once the audio on every channel decides them."""
+        classified = self._classified_until()
+        nxt = self._silence_next_start
+        if self._silence_since is not None and nxt is not None and classified >= nxt:
+            self._silence_next_start = None
+            self._end_silence(nxt)
+        if self._silence_since is not None or not self._any_speech or self._audio_done:
+            return
+        if any(ch.vad.open_since is not None for ch in self.channels):
+            return
+        last = max(ch.last_end for ch in self.channels if ch.last_end is not None)
+        if last > self._last_silence_end and classified >= last:
+            self._silence_since = last
+            self._queue(last, last, SilenceStarted(last))
+
+    def _end_silence(self, t_end: float) -> None:
+        since = self._silence_since
+        assert since is not None
+        self._silence_since = None
+        t_end = max(t_end, since)
+        self._last_silence_end = t_end
+        self._queue(t_end, t_end, SilenceEnded(since, t_end))
+        self._record_silence(since, t_end)
+
+    def _record_silence(self, t: float, t_end: float) -> None:
+        if t_end - t >= self._silence_report_s:
+            ev = self.stamper.make("silence", t, t_end=round(t_end, 3), duration=round(t_end - t, 3))
+            self.silences.append(ev)
+            self._outbox.append(ev)
+
+    def _queue(self, key: float, start: float, item: EngineInput) -> None:
+        heapq.heappush(self._ready, _Pending(key, next(self._order), start, item))
+
+    def _watermark(self) -> float:
+        w = self._known_until()
+        for job in self._pending_jobs.values():
+            w = min(w, job.segment.t)
+        for p in self._ready:
+            w = min(w, p.start)
+        return w
+
+    def _release(self, final: bool = False) -> None:
+        """Feed the engine every input whose turn has come, then move its clock."""
+        while self._ready:
+            head = self._ready[0]
+            if not final and any(j.segment.t_end < head.key for j in self._pending_jobs.values()):
+                break
+            if not final and head.key > self._known_until():
+                break
+            heapq.heappop(self._ready)
+            limit = self._watermark() if not final else head.start
+            self._handle_alerts(self.engine.advance(min(head.start, limit)))
+            self._handle_alerts(self.engine.feed(head.item))
+        if not final:
+            self._handle_alerts(self.engine.advance(self._watermark()))
+
+    def _handle_alerts(self, alerts: list[Alert]) -> None:
+        for a in alerts:
+            d = a.to_dict()
+            t = d.pop("t")
+            ev = self.stamper.make("alert", t, **d)
+            self.alerts.append(ev)
+            self._outbox.append(ev)
+
+    def _emit_transcript(self, job: AsrJob, tr: Transcript) -> None:
+        ev = self.stamper.make(
+            "transcript.final",
+            tr.t,
+            t_end=round(tr.t_end, 3),
+            speaker=job.speaker,
+            text=tr.text,
+            words=[w.to_dict() for w in tr.words],
+            language=tr.language,
+        )
+        self.transcripts.append(ev)
+        self._outbox.append(ev)

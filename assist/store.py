@@ -1,0 +1,149 @@
+"""The call store: SQLite by default (one file, WAL), any SQLAlchemy URL otherwise.
+
+Keeps each call's summary row and every event it produced, so a report can be rebuilt
+and compliance can see who said what, when, and which rule fired.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+metadata = MetaData()
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("call_id", String(128), primary_key=True),
+    Column("mode", String(16), nullable=False),  # audit | live
+    Column("sources", JSON, nullable=False),
+    Column("duration_s", Float),
+    Column("score", Float),
+    Column("alerts", Integer, nullable=False, default=0),
+    Column("model", String(128)),
+    Column("report", JSON),
+    Column("updated_at", String(32), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("call_id", String(128), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("type", String(32), nullable=False, index=True),
+    Column("t", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or written; the message says where and why."""
+
+
+def default_url() -> str:
+    url = os.environ.get("CALLWATCH_DB_URL")
+    if url:
+        return url
+    home = os.environ.get("CALLWATCH_HOME") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "callwatch"
+    )
+    return f"sqlite:///{Path(home) / 'callwatch.db'}"
+
+
+class Store:
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_url()
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).expanduser().parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        try:
+            self.engine: Engine = create_engine(self.url, future=True)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open store {self.url}: {exc}") from exc
+
+    def save_report(self, report: dict[str, Any], mode: str = "audit") -> None:
+        """Replace the stored call with this report and its events (idempotent)."""
+        body = {k: v for k, v in report.items() if k != "events"}
+        row = {
+            "call_id": report["call_id"],
+            "mode": mode,
+            "sources": report.get("sources", []),
+            "duration_s": report.get("duration_s"),
+            "score": report.get("scorecard", {}).get("score"),
+            "alerts": len(report.get("alerts", [])),
+            "model": report.get("model"),
+            "report": body,
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(events).where(events.c.call_id == row["call_id"]))
+                conn.execute(delete(calls).where(calls.c.call_id == row["call_id"]))
+                conn.execute(calls.insert().values(**row))
+                self._insert_events(conn, report.get("events", []))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot save call {row['call_id']} to {self.url}: {exc}") from exc
+
+    @staticmethod
+    def _insert_events(conn: Any, evs: Iterable[dict[str, Any]]) -> None:
+        rows = [
+            {"call_id": e["call_id"], "seq": e["seq"], "type": e["type"], "t": e["t"],
+             "payload": json.dumps(e, ensure_ascii=False)}
+            for e in evs
+        ]
+        if rows:
+            conn.execute(events.insert(), rows)
+
+    def get_report(self, call_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(calls.c.report).where(calls.c.call_id == call_id)).first()
+        return dict(row[0]) if row else None
+
+    def list_calls(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(calls.c.call_id, calls.c.mode, calls.c.sources, calls.c.duration_s,
+                       calls.c.score, calls.c.alerts, calls.c.updated_at)
+                .order_by(calls.c.updated_at.desc())
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def events_for(self, call_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.payload).where(events.c.call_id == call_id).order_by(events.c.seq)
+            ).all()
+        return [json.loads(r[0]) for r in rows]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()

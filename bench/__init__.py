@@ -1,0 +1,1 @@
+"""Benchmarks: each script measures one thing and prints `name: value` lines last."""

@@ -1,0 +1,1 @@
+"""Supervisor board (Streamlit). It talks to the server's HTTP API only; arrives with the live server."""

@@ -1,0 +1,174 @@
+"""Load and validate rule packs from YAML; every error names the file, line and field.
+
+QA teams edit these files by hand, so a mistake must point at the exact spot, and a bad
+file must never half-load: ``load_packs`` either returns every pack or raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from qa_rules.schema import RulePack
+
+BUILTIN_PACKS = Path(__file__).parent / "packs"
+
+
+@dataclass(frozen=True)
+class RuleIssue:
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class RuleError(ValueError):
+    """One or more rule files are invalid; ``issues`` lists each problem."""
+
+    def __init__(self, issues: list[RuleIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
+)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Follow a pydantic error location through the YAML node tree to a line number."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == part:
+                    line = k.start_mark.line + 1
+                    node = v
+                    break
+            else:
+                continue  # e.g. the discriminator tag pydantic adds to the path
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
+    out = ""
+    cur = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            cur = cur[part] if isinstance(cur, list) and part < len(cur) else None
+            if isinstance(cur, dict) and "id" in cur:
+                out += f"(id={cur['id']})"
+        elif isinstance(cur, dict) and part in cur:
+            out += f".{part}" if out else part
+            cur = cur[part]
+        elif part in ("phrase", "silence", "speech_rate") and isinstance(cur, dict):
+            continue  # discriminator tag, not a real field
+        else:
+            out += f".{part}" if out else str(part)
+            cur = None
+    return out
+
+
+def parse_pack(text: str, filename: str) -> RulePack:
+    """Parse one pack's YAML text. Raises RuleError naming file/line/field."""
+    try:
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)  # type: ignore[arg-type]
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise RuleError([RuleIssue(filename, line, "", f"invalid YAML: {exc.problem}")]) from exc
+    except yaml.YAMLError as exc:
+        raise RuleError([RuleIssue(filename, None, "", f"invalid YAML: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise RuleError(
+            [RuleIssue(filename, 1, "", "a rule pack is a mapping with 'pack' and 'rules' keys")]
+        )
+    try:
+        return RulePack.model_validate(data)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "union_tag_invalid":
+                msg = "unknown rule kind; use one of: phrase, silence, speech_rate"
+                loc = (*loc, "kind")
+            elif err["type"] == "union_tag_not_found":
+                msg = "missing 'kind' (phrase, silence or speech_rate)"
+            issues.append(RuleIssue(filename, _line_of(node, loc), _field_path(loc, data), msg))
+        raise RuleError(issues) from exc
+
+
+def pack_files(path: str | Path) -> list[Path]:
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+        if not files:
+            raise RuleError([RuleIssue(str(p), None, "", "no *.yaml rule packs in this folder")])
+        return files
+    raise RuleError([RuleIssue(str(p), None, "", "no such file or folder")])
+
+
+def load_packs(path: str | Path = BUILTIN_PACKS) -> list[RulePack]:
+    """Load every pack under ``path`` (a file or a folder). All or nothing."""
+    packs: list[RulePack] = []
+    issues: list[RuleIssue] = []
+    for f in pack_files(path):
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            issues.append(RuleIssue(str(f), None, "", f"cannot read: {exc}"))
+            continue
+        try:
+            packs.append(parse_pack(text, str(f)))
+        except RuleError as exc:
+            issues.extend(exc.issues)
+    seen: dict[str, str] = {}
+    for pack in packs:
+        for r in pack.rules:
+            if r.id in seen and seen[r.id] != pack.pack:
+                issues.append(
+                    RuleIssue(pack.pack, None, f"rules(id={r.id})",
+                              f"rule id also defined in pack {seen[r.id]!r}")
+                )
+            seen[r.id] = pack.pack
+    if issues:
+        raise RuleError(issues)
+    return packs

@@ -1,0 +1,45 @@
+"""Shared fixtures. Slow model tests share one loaded Whisper model per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "demo" / "calls"
+SHARED = Path(os.environ.get("CALLWATCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared(rel: str) -> Path:
+    """A file of ../shared/data; skipped where the folder is absent, never in CI."""
+    path = SHARED / rel
+    if not path.exists():
+        if os.environ.get("CI"):
+            raise FileNotFoundError(f"shared data missing in CI: {path}")
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def asr():  # type: ignore[no-untyped-def]
+    from models.asr import WhisperAsr
+
+    return WhisperAsr()
+
+
+@pytest.fixture(scope="session")
+def packs():  # type: ignore[no-untyped-def]
+    from qa_rules.loader import load_packs
+
+    return load_packs()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own store so nothing leaks between tests or into ~/.local."""
+    monkeypatch.setenv("CALLWATCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CALLWATCH_DB_URL", raising=False)
