@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assist.events import Event
+from assist.pipeline import AsrJob, CallPipeline
 from audio import SAMPLE_RATE
 from audio.reader import AgentChannel, CallAudio, read_call
 from audio.vad import VadConfig
-from assist.pipeline import AsrJob, CallPipeline
-from assist.events import Event
 from models.asr import WhisperAsr
 from qa_rules.engine import RuleEngine
 from qa_rules.schema import RulePack
@@ -70,7 +70,9 @@ def run_pipeline(
         while waiting and (force or len(waiting) >= opts.batch_size):
             batch = waiting[: opts.batch_size]
             del waiting[: opts.batch_size]
-            for job, tr in zip(batch, asr.transcribe_batch([(j.audio, j.segment.t) for j in batch]), strict=True):
+            for job, tr in zip(
+                batch, asr.transcribe_batch([(j.audio, j.segment.t) for j in batch]), strict=True
+            ):
                 pipe.deliver(job, tr)
 
     for start in range(0, n, block):
@@ -107,7 +109,10 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
             {k: tr[k] for k in ("speaker", "t", "t_end", "text", "words")} for tr in transcripts
         ],
         "alerts": [
-            {k: a[k] for k in ("rule_id", "severity", "t", "speaker", "message", "audience", "evidence")}
+            {
+                k: a[k]
+                for k in ("rule_id", "severity", "t", "speaker", "message", "audience", "evidence")
+            }
             for a in pipe.alerts
         ],
         "scorecard": {"score": card.get("score"), "rules": card.get("rules", [])},

@@ -55,7 +55,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             print(f"error: {issue}", file=sys.stderr)
         return 2
     try:
-        asr = WhisperAsr(AsrConfig(model=args.model, beam_size=args.beam_size, threads=args.threads))
+        asr = WhisperAsr(
+            AsrConfig(model=args.model, beam_size=args.beam_size, threads=args.threads)
+        )
     except (ModelNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -83,13 +85,19 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     reports: list[dict[str, Any]] = []
     failures = 0
     show = not args.quiet
-    with tqdm(total=round(total, 1), unit="audio s", disable=not show or None,
-              file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=round(total, 1),
+        unit="audio s",
+        disable=not show or None,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
         for f in args.files:
             bar.set_description(Path(f).name[:30])
             try:
-                report = audit_file(f, packs, asr, args.customer, opts,
-                                    progress=lambda s: bar.update(round(s, 1)))
+                report = audit_file(
+                    f, packs, asr, args.customer, opts, progress=lambda s: bar.update(round(s, 1))
+                )
             except AudioError as exc:
                 failures += 1
                 tqdm.write(f"error: {exc}", file=sys.stderr)
@@ -122,24 +130,52 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="callwatch", description="Speech QA and agent assist for contact centers.")
+    p = argparse.ArgumentParser(
+        prog="callwatch", description="Speech QA and agent assist for contact centers."
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("audit", help="transcribe and score recorded calls")
-    a.add_argument("files", nargs="+", metavar="FILE", help="WAV/FLAC/MP3 recordings (stereo, mono, or the agent leg with --customer)")
-    a.add_argument("--customer", metavar="FILE", help="the customer's leg when FILE is the agent's leg")
-    a.add_argument("--agent-channel", choices=["left", "right"], default="left", help="stereo side that carries the agent (default left)")
-    a.add_argument("--rules", metavar="DIR", help="rule pack folder or file (default: the built-in packs)")
+    a.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="WAV/FLAC/MP3 recordings (stereo, mono, or the agent leg with --customer)",
+    )
+    a.add_argument(
+        "--customer", metavar="FILE", help="the customer's leg when FILE is the agent's leg"
+    )
+    a.add_argument(
+        "--agent-channel",
+        choices=["left", "right"],
+        default="left",
+        help="stereo side that carries the agent (default left)",
+    )
+    a.add_argument(
+        "--rules", metavar="DIR", help="rule pack folder or file (default: the built-in packs)"
+    )
     a.add_argument("--format", choices=["table", "json", "csv"], default="table")
     a.add_argument("--out", metavar="PATH", help="write the report here instead of stdout")
     a.add_argument("--events", action="store_true", help="include every event in JSON output")
-    a.add_argument("--no-transcript", action="store_true", help="table format: alerts and scorecard only")
-    a.add_argument("--model", default=os.environ.get("CALLWATCH_MODEL", "tiny.en"), help="tiny.en (default), base, or a local CTranslate2 folder")
+    a.add_argument(
+        "--no-transcript", action="store_true", help="table format: alerts and scorecard only"
+    )
+    a.add_argument(
+        "--model",
+        default=os.environ.get("CALLWATCH_MODEL", "tiny.en"),
+        help="tiny.en (default), base, or a local CTranslate2 folder",
+    )
     a.add_argument("--beam-size", type=int, default=1)
     a.add_argument("--threads", type=int, default=1, help="CPU threads for the model")
-    a.add_argument("--vad", type=int, choices=[0, 1, 2, 3], default=2, help="webrtcvad aggressiveness")
-    a.add_argument("--db", metavar="URL", help="store URL (default sqlite in $CALLWATCH_HOME or ~/.local/share/callwatch)")
+    a.add_argument(
+        "--vad", type=int, choices=[0, 1, 2, 3], default=2, help="webrtcvad aggressiveness"
+    )
+    a.add_argument(
+        "--db",
+        metavar="URL",
+        help="store URL (default sqlite in $CALLWATCH_HOME or ~/.local/share/callwatch)",
+    )
     a.add_argument("--no-store", action="store_true", help="do not write results to the store")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=_cmd_audit)
@@ -154,8 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

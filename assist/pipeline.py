@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from assist.events import Event, EventStamper
 from audio import SAMPLE_RATE
 from audio.codecs import Float32Array
 from audio.vad import FRAME_MS, Segment, VadConfig, VadSegmenter
-from assist.events import Event, EventStamper
 from models.asr import Transcript
 from qa_rules.engine import RuleEngine
 from qa_rules.events import Alert, EngineInput, SilenceEnded, SilenceStarted, Utterance, WordTime
+
 
 # How far back a segment can start relative to the audio already classified: it opens after
 # ``start_ms`` of voiced frames and is padded by ``pad_ms`` (see audio.vad).
@@ -60,8 +61,8 @@ class _ChannelBuffer:
     def slice(self, t: float, t_end: float) -> Float32Array:
         data = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
         self._chunks = [data]
-        a = max(int(round(t * SAMPLE_RATE)) - self._start, 0)
-        b = max(int(round(t_end * SAMPLE_RATE)) - self._start, a)
+        a = max(round(t * SAMPLE_RATE) - self._start, 0)
+        b = max(round(t_end * SAMPLE_RATE) - self._start, a)
         return data[a:b].copy()
 
     def trim_before(self, t: float) -> None:
@@ -137,7 +138,7 @@ class CallPipeline:
 
     def finish_audio(self) -> list[AsrJob]:
         """No more audio will come: close open utterances."""
-        jobs = []
+        jobs: list[AsrJob] = []
         for i, ch in enumerate(self.channels):
             segments = ch.vad.flush()
             self._observe_starts(i, segments)
@@ -155,8 +156,9 @@ class CallPipeline:
             # The utterance spans its VAD segment (speaking time for rates); words keep
             # their own times (evidence, windows).
             seg = job.segment
-            utt = Utterance(job.speaker, seg.t, seg.t_end, transcript.text, words,
-                            transcript.language)
+            utt = Utterance(
+                job.speaker, seg.t, seg.t_end, transcript.text, words, transcript.language
+            )
             self._queue(job.segment.t_end, job.segment.t, utt)
             self._emit_transcript(job, transcript)
         self._release()
@@ -202,7 +204,9 @@ class CallPipeline:
     # -- internals -----------------------------------------------------------------------
     def _job(self, channel: int, seg: Segment) -> AsrJob:
         ch = self.channels[channel]
-        job = AsrJob(next(self._job_ids), channel, ch.speaker, seg, ch.buffer.slice(seg.t, seg.t_end))
+        job = AsrJob(
+            next(self._job_ids), channel, ch.speaker, seg, ch.buffer.slice(seg.t, seg.t_end)
+        )
         self._pending_jobs[job.job_id] = job
         self._any_speech = True
         ch.last_end = seg.t_end
@@ -262,7 +266,9 @@ class CallPipeline:
 
     def _record_silence(self, t: float, t_end: float) -> None:
         if t_end - t >= self._silence_report_s:
-            ev = self.stamper.make("silence", t, t_end=round(t_end, 3), duration=round(t_end - t, 3))
+            ev = self.stamper.make(
+                "silence", t, t_end=round(t_end, 3), duration=round(t_end - t, 3)
+            )
             self.silences.append(ev)
             self._outbox.append(ev)
 

@@ -19,8 +19,17 @@ def to_json(reports: list[dict[str, Any]], with_events: bool = False) -> str:
 
 
 CSV_COLUMNS = [
-    "call_id", "source", "duration_s", "score", "rule_id", "status", "severity", "t",
-    "speaker", "message", "evidence",
+    "call_id",
+    "source",
+    "duration_s",
+    "score",
+    "rule_id",
+    "status",
+    "severity",
+    "t",
+    "speaker",
+    "message",
+    "evidence",
 ]
 
 
@@ -30,27 +39,29 @@ def to_csv(reports: list[dict[str, Any]]) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in reports:
-        first_alert = {}
+        first_alert: dict[str, dict[str, Any]] = {}
         for a in r["alerts"]:
             first_alert.setdefault(a["rule_id"], a)
         for line in r["scorecard"]["rules"]:
             a = first_alert.get(line["rule_id"], {})
             ev = a.get("evidence", {})
-            w.writerow({
-                "call_id": r["call_id"],
-                "source": ";".join(r["sources"]),
-                "duration_s": r["duration_s"],
-                "score": r["scorecard"]["score"],
-                "rule_id": line["rule_id"],
-                "status": line["status"],
-                "severity": a.get("severity", ""),
-                "t": a.get("t", ""),
-                "speaker": a.get("speaker") or "",
-                "message": a.get("message", ""),
-                "evidence": ev.get("matched") or ev.get("utterance") or (
-                    json.dumps(ev, ensure_ascii=False) if ev else ""
-                ),
-            })
+            w.writerow(
+                {
+                    "call_id": r["call_id"],
+                    "source": ";".join(r["sources"]),
+                    "duration_s": r["duration_s"],
+                    "score": r["scorecard"]["score"],
+                    "rule_id": line["rule_id"],
+                    "status": line["status"],
+                    "severity": a.get("severity", ""),
+                    "t": a.get("t", ""),
+                    "speaker": a.get("speaker") or "",
+                    "message": a.get("message", ""),
+                    "evidence": ev.get("matched")
+                    or ev.get("utterance")
+                    or (json.dumps(ev, ensure_ascii=False) if ev else ""),
+                }
+            )
     return buf.getvalue()
 
 
@@ -67,19 +78,25 @@ def to_table(reports: list[dict[str, Any]], transcript: bool = True) -> str:
             f"(longest {st['longest_silence_s']:.1f} s) | wpm: {wpm or '-'} | model {r['model']}"
         )
         if "mixed" in r.get("channels", []):
-            lines.append("note: mono recording, speakers are not separated (rules for agent/customer "
-                         "do not apply)")
+            lines.append(
+                "note: mono recording, speakers are not separated (rules for agent/customer "
+                "do not apply)"
+            )
         if transcript:
             lines.append("-- transcript")
             for tr in r["transcript"]:
                 lines.append(f"  [{_clock(tr['t'])}] {tr['speaker']:>8}: {tr['text']}")
         lines.append(f"-- alerts ({len(r['alerts'])})")
         for a in r["alerts"]:
-            lines.append(f"  [{_clock(a['t'])}] {a['severity'].upper():8} {a['rule_id']}: {a['message']}")
+            lines.append(
+                f"  [{_clock(a['t'])}] {a['severity'].upper():8} {a['rule_id']}: {a['message']}"
+            )
         if not r["alerts"]:
             lines.append("  none")
         lines.append(f"-- scorecard: {r['scorecard']['score']:.0f}/100")
         for line in r["scorecard"]["rules"]:
             mark = {"passed": "PASS", "failed": "FAIL"}.get(line["status"], line["status"].upper())
-            lines.append(f"  {mark:4}  {line['rule_id']:<24} (weight {line['weight']:g})  {line['description']}")
+            lines.append(
+                f"  {mark:4}  {line['rule_id']:<24} (weight {line['weight']:g})  {line['description']}"
+            )
     return "\n".join(lines) + "\n"

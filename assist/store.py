@@ -112,8 +112,13 @@ class Store:
     @staticmethod
     def _insert_events(conn: Any, evs: Iterable[dict[str, Any]]) -> None:
         rows = [
-            {"call_id": e["call_id"], "seq": e["seq"], "type": e["type"], "t": e["t"],
-             "payload": json.dumps(e, ensure_ascii=False)}
+            {
+                "call_id": e["call_id"],
+                "seq": e["seq"],
+                "type": e["type"],
+                "t": e["t"],
+                "payload": json.dumps(e, ensure_ascii=False),
+            }
             for e in evs
         ]
         if rows:
@@ -126,11 +131,21 @@ class Store:
 
     def list_calls(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(calls.c.call_id, calls.c.mode, calls.c.sources, calls.c.duration_s,
-                       calls.c.score, calls.c.alerts, calls.c.updated_at)
-                .order_by(calls.c.updated_at.desc())
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    select(
+                        calls.c.call_id,
+                        calls.c.mode,
+                        calls.c.sources,
+                        calls.c.duration_s,
+                        calls.c.score,
+                        calls.c.alerts,
+                        calls.c.updated_at,
+                    ).order_by(calls.c.updated_at.desc())
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def events_for(self, call_id: str) -> list[dict[str, Any]]:

@@ -71,9 +71,7 @@ def _decode_with_av(path: Path, sf_reason: str) -> tuple[np.ndarray, int]:
                 raise AudioError(f"{path}: not an audio file (no audio stream)")
             stream = streams[0]
             rate = int(stream.rate or 0)
-            chunks = [
-                frame.to_ndarray().astype(np.float32) for frame in container.decode(stream)
-            ]
+            chunks = [frame.to_ndarray().astype(np.float32) for frame in container.decode(stream)]
     except AudioError:
         raise
     except Exception as exc:  # PyAV raises many types; all mean "cannot decode"
@@ -82,7 +80,7 @@ def _decode_with_av(path: Path, sf_reason: str) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: no audio could be decoded (truncated or empty stream)")
     data = np.concatenate(chunks, axis=1).T  # planar (channels, n) -> (n, channels)
     if np.issubdtype(data.dtype, np.integer):
-        data = data / float(np.iinfo(data.dtype).max)
+        data = data / float(np.iinfo(data.dtype.type).max)  # type: ignore[type-var]
     return np.ascontiguousarray(data, dtype=np.float32), rate
 
 

@@ -145,8 +145,10 @@ def frame_flags(samples: Float32Array, aggressiveness: int = 2) -> np.ndarray:
     pcm = float_to_int16(samples)
     n = pcm.size // FRAME_SAMPLES
     return np.array(
-        [vad.is_speech(pcm[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES].tobytes(), SAMPLE_RATE)
-         for i in range(n)],
+        [
+            vad.is_speech(pcm[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES].tobytes(), SAMPLE_RATE)
+            for i in range(n)
+        ],
         dtype=bool,
     )
 

@@ -19,7 +19,9 @@ from audio.reader import read_call
 from audio.vad import FRAME_MS, VadConfig, detect_segments, frame_flags
 from bench.metrics import f1
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vad" / "ten_vad_dev"
+DEFAULT_DATA = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vad" / "ten_vad_dev"
+)
 
 
 def read_labels(scv: Path, n_frames: int) -> np.ndarray:
@@ -34,7 +36,9 @@ def read_labels(scv: Path, n_frames: int) -> np.ndarray:
 
 
 def _counts(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    return np.array([np.sum(pred & truth), np.sum(pred & ~truth), np.sum(~pred & truth)], dtype=float)
+    return np.array(
+        [np.sum(pred & truth), np.sum(pred & ~truth), np.sum(~pred & truth)], dtype=float
+    )
 
 
 def score_clip(wav: Path, scv: Path, cfg: VadConfig, raw: bool = False) -> np.ndarray:
@@ -71,8 +75,10 @@ def main() -> None:
         raw_tot += score_clip(wav, scv, cfg, raw=True)
         audio_s += read_call(wav).duration
     wall = time.perf_counter() - t0
-    print(f"# {len(clips)} clips, {audio_s:.1f} s audio, aggressiveness {args.aggressiveness}, "
-          f"{platform.processor() or platform.machine()}, {wall:.1f} s wall")
+    print(
+        f"# {len(clips)} clips, {audio_s:.1f} s audio, aggressiveness {args.aggressiveness}, "
+        f"{platform.processor() or platform.machine()}, {wall:.1f} s wall"
+    )
     for name, tot in (("raw", raw_tot), ("segments", seg_tot)):
         p, r, f = f1(*tot.astype(int))
         print(f"{name}_precision: {p:.3f}")

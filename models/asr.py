@@ -175,7 +175,10 @@ class WhisperAsr:
 
         # Alignment for word times, one call for the whole batch.
         alignments = self._fw.find_alignment(
-            tokenizers[0], token_lists, encoder_output, frames  # type: ignore[arg-type]
+            tokenizers[0],
+            token_lists,
+            encoder_output,
+            frames,
         )
         for i, ((audio, offset), res, tok, tokens) in enumerate(
             zip(clips, gen, tokenizers, token_lists, strict=True)
@@ -187,12 +190,14 @@ class WhisperAsr:
             clip_end = offset + audio.size / SAMPLE_RATE
             hit_limit = len(res.sequences_ids[0]) + len(prompts[i]) >= max_length
             if width < 3000 and self._is_loop(text, hit_limit, audio.size / SAMPLE_RATE):
-                results.append(Transcript("", (), offset, clip_end, languages[i], no_speech,
-                                          _LOOPED))
+                results.append(
+                    Transcript("", (), offset, clip_end, languages[i], no_speech, _LOOPED)
+                )
                 continue
             if self._is_noise(text, no_speech, avg_logprob):
-                results.append(Transcript("", (), offset, clip_end, languages[i], no_speech,
-                                          avg_logprob))
+                results.append(
+                    Transcript("", (), offset, clip_end, languages[i], no_speech, avg_logprob)
+                )
                 continue
             words = self._words(alignments[i], offset, clip_end)
             results.append(

@@ -56,9 +56,7 @@ class RuleEngine:
     """Evaluate rule packs on one call. Not thread-safe: one engine per call."""
 
     def __init__(self, packs: list[RulePack]) -> None:
-        self._states = [
-            _RuleState(r) for p in packs for r in p.rules if r.enabled
-        ]
+        self._states = [_RuleState(r) for p in packs for r in p.rules if r.enabled]
         self.clock = 0.0
         self._silence_since: float | None = None
         self._speech: dict[str, deque[Utterance]] = {}
@@ -105,20 +103,42 @@ class RuleEngine:
             if isinstance(r, PhraseRule) and r.window.last_s is not None:
                 cutoff = t_end - r.window.last_s
                 st.satisfied = any(t >= cutoff for t in st.extra.get("late_matches", []))
-            if isinstance(r, PhraseRule) and r.mode == "required" and not st.satisfied and not st.done:
+            if (
+                isinstance(r, PhraseRule)
+                and r.mode == "required"
+                and not st.satisfied
+                and not st.done
+            ):
                 st.done = True
-                out.append(self._alert(st, t_end, None, {
-                    "phrase": r.phrases[0], "matched": None, "speaker": r.speaker,
-                    "t": round(t_end, 3), "window_s": r.window.last_s,
-                    "phrases": r.phrases, "window": r.window.describe(),
-                }, default=f"Required phrase not said {r.window.describe()}: \"{r.phrases[0]}\""))
+                out.append(
+                    self._alert(
+                        st,
+                        t_end,
+                        None,
+                        {
+                            "phrase": r.phrases[0],
+                            "matched": None,
+                            "speaker": r.speaker,
+                            "t": round(t_end, 3),
+                            "window_s": r.window.last_s,
+                            "phrases": r.phrases,
+                            "window": r.window.describe(),
+                        },
+                        default=f'Required phrase not said {r.window.describe()}: "{r.phrases[0]}"',
+                    )
+                )
         return out
 
     def scorecard(self) -> list[RuleOutcome]:
         lines = []
         for st in self._states:
             r = st.rule
-            if isinstance(r, PhraseRule) and r.mode == "required" and not self._finished and not st.done:
+            if (
+                isinstance(r, PhraseRule)
+                and r.mode == "required"
+                and not self._finished
+                and not st.done
+            ):
                 status = "passed" if st.satisfied else "pending"
             else:
                 status = "failed" if st.alerts else "passed"
@@ -148,7 +168,11 @@ class RuleEngine:
             m = find_phrase(seq, phrase, r.fuzzy)
             if m is None:
                 continue
-            words = [u.words[i] for i in sorted(set(seq.word_index[m.start : m.end]))] if u.words else []
+            words = (
+                [u.words[i] for i in sorted(set(seq.word_index[m.start : m.end]))]
+                if u.words
+                else []
+            )
             t = words[0].t if words else u.t
             t_end = words[-1].t_end if words else u.t_end
             if not self._in_window(r, t):
@@ -162,13 +186,26 @@ class RuleEngine:
                 return []
             if not st.cooled(t):
                 return []
-            matched = " ".join(w.w for w in words) if words else " ".join(seq.toks[m.start:m.end])
-            return [self._alert(st, t, u.speaker, {
-                "phrase": phrase, "matched": matched, "speaker": u.speaker,
-                "t": round(t, 3), "t_end": round(t_end, 3), "score": round(m.score, 3),
-                "utterance": u.text, "window_s": r.window.first_s or r.window.last_s,
-                "words": [{"w": w.w, "t": w.t, "t_end": w.t_end} for w in words],
-            }, default=f"Forbidden phrase said by {u.speaker}: \"{matched}\"")]
+            matched = " ".join(w.w for w in words) if words else " ".join(seq.toks[m.start : m.end])
+            return [
+                self._alert(
+                    st,
+                    t,
+                    u.speaker,
+                    {
+                        "phrase": phrase,
+                        "matched": matched,
+                        "speaker": u.speaker,
+                        "t": round(t, 3),
+                        "t_end": round(t_end, 3),
+                        "score": round(m.score, 3),
+                        "utterance": u.text,
+                        "window_s": r.window.first_s or r.window.last_s,
+                        "words": [{"w": w.w, "t": w.t, "t_end": w.t_end} for w in words],
+                    },
+                    default=f'Forbidden phrase said by {u.speaker}: "{matched}"',
+                )
+            ]
         return []
 
     def _in_window(self, r: PhraseRule, t: float) -> bool:
@@ -181,10 +218,23 @@ class RuleEngine:
         if r.mode != "required" or first is None or st.satisfied or st.done or now < first:
             return []
         st.done = True
-        return [self._alert(st, first, None, {
-            "phrase": r.phrases[0], "matched": None, "speaker": r.speaker, "t": first,
-            "window_s": first, "phrases": r.phrases, "window": r.window.describe(),
-        }, default=f"Required phrase not said {r.window.describe()}: \"{r.phrases[0]}\"")]
+        return [
+            self._alert(
+                st,
+                first,
+                None,
+                {
+                    "phrase": r.phrases[0],
+                    "matched": None,
+                    "speaker": r.speaker,
+                    "t": first,
+                    "window_s": first,
+                    "phrases": r.phrases,
+                    "window": r.window.describe(),
+                },
+                default=f'Required phrase not said {r.window.describe()}: "{r.phrases[0]}"',
+            )
+        ]
 
     def _silence_due(self, st: _RuleState, r: SilenceRule, now: float) -> list[Alert]:
         since = self._silence_since
@@ -196,10 +246,20 @@ class RuleEngine:
         st.extra["fired_for"] = since
         if not st.cooled(due):
             return []
-        return [self._alert(st, due, None, {
-            "duration": r.min_s, "t": round(due, 3), "min_s": r.min_s,
-            "silence_start": round(since, 3),
-        }, default="Dead air: no one has spoken for {duration:.0f} s")]
+        return [
+            self._alert(
+                st,
+                due,
+                None,
+                {
+                    "duration": r.min_s,
+                    "t": round(due, 3),
+                    "min_s": r.min_s,
+                    "silence_start": round(since, 3),
+                },
+                default="Dead air: no one has spoken for {duration:.0f} s",
+            )
+        ]
 
     def _speech_rate(self, st: _RuleState, r: SpeechRateRule, u: Utterance) -> list[Alert]:
         hist = self._speech[u.speaker]
@@ -221,15 +281,29 @@ class RuleEngine:
         if not (too_fast or too_slow) or not st.cooled(u.t_end):
             return []
         default = (
-            "Slow down: {wpm:.0f} words per minute" if too_fast
+            "Slow down: {wpm:.0f} words per minute"
+            if too_fast
             else "Speaking slowly: {wpm:.0f} words per minute"
         )
-        return [self._alert(st, u.t_end, u.speaker, {
-            "wpm": round(wpm, 1), "speaker": u.speaker, "t": round(u.t_end, 3),
-            "min_wpm": r.min_wpm, "max_wpm": r.max_wpm, "window_s": r.window_s,
-            "words": n_words, "speaking_s": round(speaking, 2),
-            "direction": "fast" if too_fast else "slow",
-        }, default=default)]
+        return [
+            self._alert(
+                st,
+                u.t_end,
+                u.speaker,
+                {
+                    "wpm": round(wpm, 1),
+                    "speaker": u.speaker,
+                    "t": round(u.t_end, 3),
+                    "min_wpm": r.min_wpm,
+                    "max_wpm": r.max_wpm,
+                    "window_s": r.window_s,
+                    "words": n_words,
+                    "speaking_s": round(speaking, 2),
+                    "direction": "fast" if too_fast else "slow",
+                },
+                default=default,
+            )
+        ]
 
     def _alert(
         self, st: _RuleState, t: float, speaker: str | None, evidence: dict[str, Any], default: str

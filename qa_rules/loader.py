@@ -27,7 +27,9 @@ class RuleIssue:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
 
 class RuleError(ValueError):
@@ -45,10 +47,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                None,
+                None,
+                f"duplicate key {key!r} (first on line {seen[key] + 1})",
                 key_node.start_mark,
             )
         seen[key] = key_node.start_mark.line
@@ -56,7 +60,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 
 _UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
 )
 
 
@@ -106,8 +111,8 @@ def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
 def parse_pack(text: str, filename: str) -> RulePack:
     """Parse one pack's YAML text. Raises RuleError naming file/line/field."""
     try:
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)  # type: ignore[arg-type]
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -165,8 +170,12 @@ def load_packs(path: str | Path = BUILTIN_PACKS) -> list[RulePack]:
         for r in pack.rules:
             if r.id in seen and seen[r.id] != pack.pack:
                 issues.append(
-                    RuleIssue(pack.pack, None, f"rules(id={r.id})",
-                              f"rule id also defined in pack {seen[r.id]!r}")
+                    RuleIssue(
+                        pack.pack,
+                        None,
+                        f"rules(id={r.id})",
+                        f"rule id also defined in pack {seen[r.id]!r}",
+                    )
                 )
             seen[r.id] = pack.pack
     if issues:

@@ -52,7 +52,7 @@ class RuleBase(BaseModel):
     id: str
     description: str = ""
     severity: Severity = "warning"
-    audience: list[Audience] = Field(default_factory=lambda: ["supervisor"])
+    audience: list[Audience] = Field(default_factory=lambda: list[Audience](["supervisor"]))
     message: str = ""
     weight: float = Field(default=1.0, ge=0)
     cooldown_s: float = Field(default=30.0, ge=0)
@@ -87,8 +87,7 @@ class RuleBase(BaseModel):
         unknown = sorted(n for n in names if n.split(".")[0].split("[")[0] not in allowed)
         if unknown:
             raise ValueError(
-                f"message uses unknown placeholder(s) {unknown}; "
-                f"available: {sorted(allowed)}"
+                f"message uses unknown placeholder(s) {unknown}; available: {sorted(allowed)}"
             )
         return self
 

@@ -75,12 +75,17 @@ def espeak_version(exe: str) -> str:
     return out.split("Data at")[0].strip()
 
 
-def synthesize(exe: str, text: str, voice: str, wpm: int, workdir: Path) -> np.ndarray:
-    """Run espeak-ng for one turn; return float32 mono audio at SAMPLE_RATE, trimmed."""
+def synthesize(exe: str, text: str, voice: str, wpm: int, pitch: int | None, workdir: Path) -> np.ndarray:
+    """Run espeak-ng for one turn; return mono float audio at SAMPLE_RATE, trimmed."""
     txt = workdir / "turn.txt"
     wav = workdir / "turn.wav"
     txt.write_text(text + "\n", encoding="utf-8")
-    cmd = [exe, "-v", voice, "-s", str(int(wpm)), "-w", str(wav), "-f", str(txt)]
+    cmd = [exe, "-v", voice, "-s", str(int(wpm))]
+    if pitch is not None:
+        cmd += ["-p", str(int(pitch))]
+    if "<" in text:  # SSML markup in a pronunciation hint
+        cmd.append("-m")
+    cmd += ["-w", str(wav), "-f", str(txt)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not wav.exists():
         raise GenerationError(f"espeak-ng failed ({' '.join(cmd)}): {proc.stderr.strip()}")
@@ -100,24 +105,25 @@ def trim(audio: np.ndarray) -> np.ndarray:
     thr = peak * 10 ** (TRIM_THRESHOLD_DB / 20)
     idx = np.flatnonzero(np.abs(audio) > thr)
     speech = audio[idx[0] : idx[-1] + 1]
-    pad = np.zeros(int(round(TRIM_KEEP_S * SAMPLE_RATE)))
+    pad = np.zeros(round(TRIM_KEEP_S * SAMPLE_RATE))
     return np.concatenate([pad, speech, pad])
 
 
-def resolve_voice(defaults: dict, call: dict, turn: dict) -> tuple[str, int]:
+def resolve_voice(defaults: dict, call: dict, turn: dict) -> tuple[str, int, int | None]:
     spk = turn["speaker"]
     base = dict(defaults.get(spk, {}))
     base.update((call.get("voices") or {}).get(spk, {}))
     voice = turn.get("voice", base.get("voice"))
     wpm = turn.get("words_per_minute", base.get("words_per_minute", 160))
+    pitch = turn.get("pitch", base.get("pitch"))
     if not voice:
         raise GenerationError(f"no voice configured for speaker {spk!r}")
-    return voice, int(wpm)
+    return voice, int(wpm), pitch
 
 
 def render_call(exe: str, defaults: dict, call: dict, seed: int, workdir: Path):
     name = call["name"]
-    pad = int(round(TRIM_KEEP_S * SAMPLE_RATE))
+    pad = round(TRIM_KEEP_S * SAMPLE_RATE)
     placed = []  # (channel, start_sample, clip)
     turns_out = []
     marks: dict[str, float] = {}
@@ -125,12 +131,14 @@ def render_call(exe: str, defaults: dict, call: dict, seed: int, workdir: Path):
     for i, turn in enumerate(call["turns"]):
         spk = turn.get("speaker")
         if spk not in CHANNELS:
-            raise GenerationError(f"{name} turn {i}: speaker must be one of {CHANNELS}, got {spk!r}")
-        voice, wpm = resolve_voice(defaults, call, turn)
+            raise GenerationError(
+                f"{name} turn {i}: speaker must be one of {CHANNELS}, got {spk!r}"
+            )
+        voice, wpm, pitch = resolve_voice(defaults, call, turn)
         # "say" is an optional respelling fed to espeak (pronunciation hint);
         # "text" is what is actually said and is the ground truth.
-        clip = synthesize(exe, turn.get("say", turn["text"]), voice, wpm, workdir)
-        speech_start = cursor + int(round(float(turn.get("pause_before_s", 0.8)) * SAMPLE_RATE))
+        clip = synthesize(exe, turn.get("say", turn["text"]), voice, wpm, pitch, workdir)
+        speech_start = cursor + round(float(turn.get("pause_before_s", 0.8)) * SAMPLE_RATE)
         speech_start = max(speech_start, pad)
         speech_end = speech_start + len(clip) - 2 * pad
         placed.append((CHANNELS.index(spk), speech_start - pad, clip))
@@ -143,6 +151,7 @@ def render_call(exe: str, defaults: dict, call: dict, seed: int, workdir: Path):
                 "text": turn["text"],
                 "voice": voice,
                 "words_per_minute": wpm,
+                "pitch": pitch,
             }
         )
         turn_marks = dict(turn.get("marks") or {})
@@ -195,9 +204,18 @@ def longest_silence(turns: list[dict], duration: float) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default demo/calls)")
-    ap.add_argument("--scripts", type=Path, default=DEFAULT_SCRIPTS, help="dialogue YAML (default demo/scripts.yaml)")
-    ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="noise seed (default %(default)s)")
+    ap.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="output directory (default demo/calls)"
+    )
+    ap.add_argument(
+        "--scripts",
+        type=Path,
+        default=DEFAULT_SCRIPTS,
+        help="dialogue YAML (default demo/scripts.yaml)",
+    )
+    ap.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="noise seed (default %(default)s)"
+    )
     ap.add_argument("--only", nargs="*", help="generate only these call names")
     args = ap.parse_args(argv)
 

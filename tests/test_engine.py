@@ -54,7 +54,14 @@ def test_required_phrase_in_window_passes_even_with_asr_slip() -> None:
 
 def test_required_phrase_missing_fires_at_window_end() -> None:
     eng = engine(DISCLOSURE)
-    alerts = run(eng, [utt("agent", 5.0, "hello how can I help"), utt("agent", 40.0, "this call may be recorded")], 90)
+    alerts = run(
+        eng,
+        [
+            utt("agent", 5.0, "hello how can I help"),
+            utt("agent", 40.0, "this call may be recorded"),
+        ],
+        90,
+    )
     assert [(a.rule_id, a.t, a.severity) for a in alerts] == [("disclosure", 30.0, "critical")]
 
 
@@ -76,7 +83,11 @@ def test_forbidden_phrase_fires_at_the_word_with_evidence() -> None:
 
 
 def test_forbidden_phrase_not_fired_by_customer_or_near_miss() -> None:
-    alerts = run(engine(FORBIDDEN), [utt("customer", 3.0, "calm down please"), utt("agent", 9.0, "come down to the store")], 30)
+    alerts = run(
+        engine(FORBIDDEN),
+        [utt("customer", 3.0, "calm down please"), utt("agent", 9.0, "come down to the store")],
+        30,
+    )
     assert alerts == []
 
 

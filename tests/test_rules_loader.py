@@ -46,15 +46,29 @@ def test_errors_name_file_line_and_field() -> None:
         ("pack: x\nrules:\n  - id: a\n    kind: [\n", "invalid YAML"),
         ("pack: x\npack: y\n", "duplicate key 'pack'"),
         ("- just\n- a list\n", "a rule pack is a mapping"),
-        ("pack: x\nrules:\n  - id: a\n    kind: silence\n    min_s: 3\n    message: '{nope}'\n",
-         "unknown placeholder(s) ['nope']"),
-        ("pack: x\nrules:\n  - id: A B\n    kind: silence\n    min_s: 3\n", "id must be lower-case"),
-        ("pack: x\nrules:\n  - id: a\n    kind: phrase\n    mode: forbidden\n    phrases: [x]\n"
-         "    window: {last_s: 10}\n", "last_s is only known when the call ends"),
+        (
+            "pack: x\nrules:\n  - id: a\n    kind: silence\n    min_s: 3\n    message: '{nope}'\n",
+            "unknown placeholder(s) ['nope']",
+        ),
+        (
+            "pack: x\nrules:\n  - id: A B\n    kind: silence\n    min_s: 3\n",
+            "id must be lower-case",
+        ),
+        (
+            "pack: x\nrules:\n  - id: a\n    kind: phrase\n    mode: forbidden\n    phrases: [x]\n"
+            "    window: {last_s: 10}\n",
+            "last_s is only known when the call ends",
+        ),
     ],
 )
 def test_other_mistakes(text: str, expected: str) -> None:
-    with pytest.raises(RuleError, match=expected.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        RuleError,
+        match=expected.replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("[", r"\[")
+        .replace("]", r"\]"),
+    ):
         parse_pack(text, "x.yaml")
 
 

@@ -43,7 +43,9 @@ def test_streaming_in_20ms_frames_equals_whole_channel() -> None:
 
 def test_long_speech_is_cut_below_the_asr_window() -> None:
     t = np.arange(40 * SAMPLE_RATE) / SAMPLE_RATE
-    buzz = (0.3 * np.sign(np.sin(2 * np.pi * 150 * t)) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    buzz = (0.3 * np.sign(np.sin(2 * np.pi * 150 * t)) * (1 + np.sin(2 * np.pi * 3 * t))).astype(
+        np.float32
+    )
     segs = detect_segments(buzz, VadConfig(max_segment_s=20))
     assert segs and max(s.duration for s in segs) <= 20.2
 
