@@ -129,6 +129,69 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from assist.server import ServerConfig, serve
+    from assist.session import LiveConfig
+    from audio.vad import VadConfig
+
+    logging.getLogger("callwatch").setLevel(logging.INFO)
+    cfg = ServerConfig(
+        model=args.model, threads=args.threads, workers=args.workers, rules=args.rules,
+        db_url=args.db, store=not args.no_store,
+        live=LiveConfig(partials=not args.no_partials, vad=VadConfig(aggressiveness=args.vad)),
+    )
+    serve(cfg, host=args.host, port=args.port)
+    return 0
+
+
+def _print_event(ev: dict[str, Any], latency: float) -> None:
+    t = ev.get("t", 0.0)
+    lat = f"{latency:+.2f}s" if latency == latency else "  -  "
+    kind = ev["type"]
+    if kind == "transcript.final":
+        line = f"{ev['speaker']:>8}: {ev['text']}"
+    elif kind == "transcript.partial":
+        line = f"{ev['speaker']:>8}~ {ev['text']}"
+    elif kind == "alert":
+        line = f"ALERT {ev['severity'].upper()} {ev['rule_id']}: {ev['message']}"
+    elif kind == "silence":
+        line = f"silence {ev['duration']:.1f} s"
+    elif kind == "scorecard":
+        line = f"score {ev['score']:.0f}/100"
+    else:
+        line = kind
+    print(f"[{ev['call_id'][:24]:<24} {t:7.2f}s lat {lat}] {line}", flush=True)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from assist.replay import replay
+
+    show_partials = args.partials
+
+    def on_event(ev: dict[str, Any], lat: float) -> None:
+        if ev["type"] == "transcript.partial" and not show_partials:
+            return
+        _print_event(ev, lat)
+
+    try:
+        result = asyncio.run(replay(
+            args.url.rstrip("/"), args.file, args.customer, args.protocol, args.speed,
+            call_id=args.call_id, agent_id=args.agent_id, language=args.language,
+            agent_channel=args.agent_channel, on_event=on_event,
+        ))
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finals = [x for x in result.latency.get("transcript.final", []) if x == x]
+    if finals:
+        finals.sort()
+        print(f"{len(finals)} finals, latency p50 {finals[len(finals) // 2]:.2f} s, "
+              f"max {finals[-1]:.2f} s", file=sys.stderr)
+    return 0 if any(e["type"] == "call.ended" for e in result.events) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="callwatch", description="Speech QA and agent assist for contact centers."
@@ -179,6 +242,32 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-store", action="store_true", help="do not write results to the store")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=_cmd_audit)
+
+    s = sub.add_parser("serve", help="run the live sidecar (WebSocket ingest + event API)")
+    s.add_argument("--host", default=os.environ.get("CALLWATCH_HOST", "127.0.0.1"))
+    s.add_argument("--port", type=int, default=int(os.environ.get("CALLWATCH_PORT", "8080")))
+    s.add_argument("--model", default=os.environ.get("CALLWATCH_MODEL", "tiny.en"))
+    s.add_argument("--threads", type=int, default=1, help="CPU threads per model call")
+    s.add_argument("--workers", type=int, default=1, help="ASR worker threads sharing the model")
+    s.add_argument("--rules", metavar="DIR")
+    s.add_argument("--vad", type=int, choices=[0, 1, 2, 3], default=2)
+    s.add_argument("--no-partials", action="store_true", help="finals only (saves CPU)")
+    s.add_argument("--db", metavar="URL")
+    s.add_argument("--no-store", action="store_true")
+    s.set_defaults(func=_cmd_serve)
+
+    p2 = sub.add_parser("replay", help="play a recording into a server as a live call")
+    p2.add_argument("file", metavar="FILE")
+    p2.add_argument("--customer", metavar="FILE")
+    p2.add_argument("--protocol", choices=["twilio", "audiohook", "raw"], default="twilio")
+    p2.add_argument("--url", default="ws://127.0.0.1:8080")
+    p2.add_argument("--speed", type=float, default=1.0)
+    p2.add_argument("--call-id")
+    p2.add_argument("--agent-id", default="agent-1")
+    p2.add_argument("--language")
+    p2.add_argument("--agent-channel", choices=["left", "right"], default="left")
+    p2.add_argument("--partials", action="store_true", help="also print partial transcripts")
+    p2.set_defaults(func=_cmd_replay)
 
     r = sub.add_parser("rules", help="work with QA rule packs")
     rsub = r.add_subparsers(dest="rules_command", required=True)

@@ -1,0 +1,261 @@
+"""``callwatch replay``: play a recording into a server as a live call, in real time.
+
+Speaks the chosen protocol exactly as the telephony platform would (Twilio Media Streams,
+Genesys AudioHook or raw PCM), in 20 ms frames paced by the wall clock (``speed`` > 1 plays
+faster), while listening on ``/v1/calls/{id}/events`` and reporting each event with its
+latency: how long after the moment it describes (in replayed time) it arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from math import gcd
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import websockets
+from scipy.signal import resample_poly
+
+from audio.codecs import float_to_int16, pcm16_to_ulaw
+from audio.resample import streamable
+
+FRAME_S = 0.02
+
+
+@dataclass
+class ReplayResult:
+    call_id: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    latency: dict[str, list[float]] = field(default_factory=dict)  # event type -> seconds
+    audio_s: float = 0.0
+
+
+def load_legs(path: str, customer: str | None, agent_channel: str = "left") -> tuple[int, np.ndarray, np.ndarray]:
+    """(rate, agent, customer) at the file's own rate."""
+    data, rate = sf.read(path, dtype="float32", always_2d=True)
+    if customer:
+        cdata, crate = sf.read(customer, dtype="float32", always_2d=True)
+        if crate != rate:
+            raise ValueError(f"{path} and {customer} have different sample rates")
+        n = max(len(data), len(cdata))
+        agent = np.pad(data[:, 0], (0, n - len(data)))
+        cust = np.pad(cdata[:, 0], (0, n - len(cdata)))
+        return int(rate), agent, cust
+    if data.shape[1] != 2:
+        raise ValueError(f"{path} is not stereo: pass the customer leg with --customer")
+    a = 0 if agent_channel == "left" else 1
+    return int(rate), data[:, a].copy(), data[:, 1 - a].copy()
+
+
+def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target:
+        return x
+    g = gcd(rate, target)
+    return np.asarray(resample_poly(x, target // g, rate // g), dtype=np.float32)
+
+
+async def replay(
+    url: str,
+    path: str,
+    customer: str | None = None,
+    protocol: str = "twilio",
+    speed: float = 1.0,
+    call_id: str | None = None,
+    agent_id: str = "agent-1",
+    language: str | None = None,
+    agent_channel: str = "left",
+    on_event: Callable[[dict[str, Any], float], None] | None = None,
+    drop_at_s: float | None = None,
+    settle_s: float = 30.0,
+) -> ReplayResult:
+    """Stream one call into ``url`` (``ws://host:port``); returns the events it got back.
+
+    ``drop_at_s`` cuts the connection abruptly at that point of the recording (a hang-up
+    without a stop message), for fault tests.
+    """
+    rate, agent, cust = load_legs(path, customer, agent_channel)
+    call_id = call_id or f"replay-{Path(path).stem}-{uuid.uuid4().hex[:6]}"
+    conv_id = str(uuid.uuid4())
+    events_id = conv_id if protocol == "audiohook" else call_id
+    result = ReplayResult(events_id, audio_s=len(agent) / rate)
+    t0_box: list[float] = []
+    ended = asyncio.Event()
+
+    async def listen() -> None:
+        async with websockets.connect(f"{url}/v1/calls/{events_id}/events", max_size=None) as ev_ws:
+            ready.set()
+            async for raw in ev_ws:
+                ev = json.loads(raw)
+                now = time.monotonic()
+                lat = float("nan")
+                if t0_box:
+                    ref = ev.get("t_end", ev["t"]) if ev["type"].startswith("transcript") else ev["t"]
+                    lat = now - (t0_box[0] + ref / speed)
+                result.events.append(ev)
+                result.latency.setdefault(ev["type"], []).append(lat)
+                if on_event:
+                    on_event(ev, lat)
+                if ev["type"] == "call.ended":
+                    ended.set()
+                    return
+
+    ready = asyncio.Event()
+    listener = asyncio.create_task(listen())
+    await asyncio.wait_for(ready.wait(), 10)
+
+    if protocol in ("twilio", "audiohook"):
+        a8, c8 = _resample(agent, rate, 8000), _resample(cust, rate, 8000)
+        send_rate = 8000
+    else:
+        send_rate = rate if streamable(rate) else 16000
+        a8, c8 = _resample(agent, rate, send_rate), _resample(cust, rate, send_rate)
+    frame = int(send_rate * FRAME_S)
+    n_frames = -(-len(a8) // frame)
+    if drop_at_s is not None:
+        n_frames = min(n_frames, int(drop_at_s / FRAME_S))
+
+    async with websockets.connect(f"{url}/v1/ingest/{protocol}", max_size=None) as ws:
+        sender = _Sender(protocol, ws, call_id, conv_id, agent_id, language, send_rate)
+        await sender.begin()
+        t0 = time.monotonic()
+        t0_box.append(t0)
+        for k in range(n_frames):
+            delay = t0 + k * FRAME_S / speed - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            a = a8[k * frame : (k + 1) * frame]
+            c = c8[k * frame : (k + 1) * frame]
+            if len(c) < len(a):
+                c = np.pad(c, (0, len(a) - len(c)))
+            await sender.frame(k, a, c)
+        if drop_at_s is None:
+            await sender.end()
+        else:
+            # abrupt hang-up: no stop / close message, just drop the TCP connection
+            with contextlib.suppress(Exception):
+                ws.transport.abort()
+    try:
+        await asyncio.wait_for(ended.wait(), settle_s)
+    except TimeoutError:
+        pass
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await listener
+    return result
+
+
+class _Sender:
+    """Protocol framing for the replay client."""
+
+    def __init__(
+        self, protocol: str, ws: Any, call_id: str, conv_id: str, agent_id: str, language: str | None, rate: int
+    ) -> None:
+        self.p = protocol
+        self.rate = rate
+        self.server_seq = 0
+        self.ws = ws
+        self.call_id = call_id
+        self.conv_id = conv_id
+        self.agent_id = agent_id
+        self.language = language
+        self.seq = 0
+        self.stream_sid = "MZ" + uuid.uuid4().hex
+        self.last_ping = 0.0
+
+    def _ah(self, type_: str, params: dict[str, Any], position: float) -> str:
+        self.seq += 1
+        return json.dumps({"version": "2", "id": self.conv_id, "type": type_, "seq": self.seq,
+                           "serverseq": self.server_seq, "position": f"PT{position:.2f}S", "parameters": params})
+
+    async def begin(self) -> None:
+        if self.p == "twilio":
+            await self.ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+            self.seq = 1
+            params = {"agent_id": self.agent_id, "call_id": self.call_id}
+            if self.language:
+                params["language"] = self.language
+            await self.ws.send(json.dumps({
+                "event": "start", "sequenceNumber": "1", "streamSid": self.stream_sid,
+                "start": {"streamSid": self.stream_sid, "accountSid": "AC" + "0" * 32,
+                          "callSid": "CA" + uuid.uuid4().hex, "tracks": ["inbound", "outbound"],
+                          "customParameters": params,
+                          "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
+            }))
+        elif self.p == "audiohook":
+            custom = {"agent_id": self.agent_id}
+            params: dict[str, Any] = {
+                "organizationId": str(uuid.uuid4()), "conversationId": self.conv_id,
+                "participant": {"id": str(uuid.uuid4()), "ani": "+15555550100", "aniName": "Caller", "dnis": "+18005550199"},
+                "media": [{"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000},
+                          {"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000}],
+                "customConfig": custom,
+            }
+            if self.language:
+                params["language"] = f"{self.language}-{'US' if self.language == 'en' else 'CN'}"
+            await self.ws.send(self._ah("open", params, 0.0))
+            opened = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+            if opened.get("type") != "opened":
+                raise RuntimeError(f"AudioHook server answered {opened}")
+            self.server_seq = opened["seq"]
+            self._bg = asyncio.create_task(self._drain())
+        else:
+            await self.ws.send(json.dumps({
+                "type": "start", "call_id": self.call_id, "agent_id": self.agent_id,
+                "sample_rate": self.rate, "encoding": "pcm16", "channels": ["agent", "customer"],
+                **({"language": self.language} if self.language else {}),
+            }))
+
+    async def _drain(self) -> None:
+        """AudioHook: read server messages (pong, closed) and track their seq."""
+        with contextlib.suppress(Exception):
+            async for raw in self.ws:
+                if isinstance(raw, str):
+                    msg = json.loads(raw)
+                    self.server_seq = msg.get("seq", self.server_seq)
+                    if msg.get("type") == "closed":
+                        return
+
+    async def frame(self, k: int, agent: np.ndarray, cust: np.ndarray) -> None:
+        if self.p == "twilio":
+            ts = str(int(k * FRAME_S * 1000))
+            for track, x in (("outbound", agent), ("inbound", cust)):
+                self.seq += 1
+                await self.ws.send(json.dumps({
+                    "event": "media", "sequenceNumber": str(self.seq), "streamSid": self.stream_sid,
+                    "media": {"track": track, "chunk": str(k + 1), "timestamp": ts,
+                              "payload": base64.b64encode(pcm16_to_ulaw(float_to_int16(x))).decode()},
+                }))
+        elif self.p == "audiohook":
+            ext = np.frombuffer(pcm16_to_ulaw(float_to_int16(cust)), dtype=np.uint8)
+            inn = np.frombuffer(pcm16_to_ulaw(float_to_int16(agent)), dtype=np.uint8)
+            await self.ws.send(np.stack([ext, inn], axis=1).tobytes())
+            now = time.monotonic()
+            if now - self.last_ping > 5.0:
+                self.last_ping = now
+                await self.ws.send(self._ah("ping", {}, k * FRAME_S))
+        else:
+            pcm = np.stack([float_to_int16(agent), float_to_int16(cust)], axis=1)
+            await self.ws.send(pcm.astype("<i2").tobytes())
+
+    async def end(self) -> None:
+        if self.p == "twilio":
+            self.seq += 1
+            await self.ws.send(json.dumps({"event": "stop", "sequenceNumber": str(self.seq), "streamSid": self.stream_sid,
+                                           "stop": {"accountSid": "AC" + "0" * 32, "callSid": "CA"}}))
+        elif self.p == "audiohook":
+            await self.ws.send(self._ah("close", {"reason": "end"}, 0.0))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._bg, 30)
+        else:
+            await self.ws.send(json.dumps({"type": "stop"}))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.recv(), 30)

@@ -1,0 +1,251 @@
+"""Live calls: a CallPipeline per call, fed by a protocol adapter, transcribed on the shared
+scheduler, publishing events to the bus as they happen.
+
+Everything here runs on the asyncio event loop; the scheduler's worker threads hand
+results back with ``loop.call_soon_threadsafe``. Partial transcripts are requested for the
+utterance still being spoken (at most one per ``partial_every_s`` of new speech per channel)
+and dropped if the utterance already has its final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from assist.audit import build_report
+from assist.bus import EventBus
+from assist.events import Event
+from assist.pipeline import AsrJob, CallPipeline
+from assist.store import Store, StoreError
+from audio.codecs import Float32Array
+from audio.protocols.base import CallInfo
+from audio.vad import VadConfig
+from models.asr import MAX_CLIP_S, Transcript
+from models.scheduler import AsrScheduler
+from qa_rules.engine import RuleEngine
+from qa_rules.schema import RulePack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveConfig:
+    partial_every_s: float = 1.0  # new speech between two partial requests on a channel
+    min_partial_s: float = 0.6  # no partial for the first moments of an utterance
+    partials: bool = True
+    vad: VadConfig = field(default_factory=VadConfig)
+
+
+@dataclass
+class _ChannelState:
+    generation: int = 0  # bumps when an utterance closes; stale partials are ignored
+    last_partial_at: float = 0.0  # audio time of the last partial request
+    open_since: float | None = None
+
+
+class LiveCall:
+    def __init__(
+        self,
+        info: CallInfo,
+        packs: list[RulePack],
+        scheduler: AsrScheduler,
+        bus: EventBus,
+        loop: asyncio.AbstractEventLoop,
+        config: LiveConfig,
+        model_id: str,
+    ) -> None:
+        self.info = info
+        self.scheduler = scheduler
+        self.bus = bus
+        self.loop = loop
+        self.config = config
+        self.pipe = CallPipeline(info.call_id, info.channels, RuleEngine(packs), config.vad)
+        self.started_wall = time.time()
+        self.ended_reason: str | None = None
+        self.events: list[Event] = []
+        self._channels = [_ChannelState() for _ in info.channels]
+        self._done = asyncio.Event()
+        self._closing = False
+        self.final_lag_s: list[float] = []
+        self.pipe.start(
+            channels=info.channels, protocol=info.protocol, agent_id=info.agent_id,
+            language=info.language, model=model_id, mode="live",
+            rule_packs=[f"{p.pack}@{p.version}" for p in packs], metadata=info.metadata,
+        )
+        self._flush()
+
+    @property
+    def call_id(self) -> str:
+        return self.info.call_id
+
+    @property
+    def active(self) -> bool:
+        return self.ended_reason is None
+
+    # -- audio ---------------------------------------------------------------------------
+    def on_audio(self, channel: int, samples: Float32Array) -> None:
+        if self._closing or samples.size == 0:
+            return
+        for job in self.pipe.push(channel, samples):
+            self._submit_final(job)
+        if self.config.partials:
+            self._maybe_partial(channel)
+        self._flush()
+
+    def _submit_final(self, job: AsrJob) -> None:
+        self._channels[job.channel].generation += 1
+        self._channels[job.channel].open_since = None
+        self.scheduler.cancel_partial((self.call_id, job.channel))
+        queued_at = time.monotonic()
+
+        def done(tr: Transcript | None, err: BaseException | None) -> None:
+            self.loop.call_soon_threadsafe(self._on_final, job, tr, err, queued_at)
+
+        self.scheduler.submit_final(job.audio, job.segment.t, done, self.info.language)
+
+    def _on_final(self, job: AsrJob, tr: Transcript | None, err: BaseException | None, queued_at: float) -> None:
+        if tr is None:
+            log.error("call %s: ASR failed for %.2f-%.2f s: %s", self.call_id, job.segment.t, job.segment.t_end, err)
+            tr = Transcript("", (), job.segment.t, job.segment.t_end, self.info.language or "en")
+        self.final_lag_s.append(time.monotonic() - queued_at)
+        self.pipe.deliver(job, tr)
+        self._flush()
+        if self._closing and self.pipe.pending_jobs == 0:
+            self._done.set()
+
+    def _maybe_partial(self, channel: int) -> None:
+        ch = self.pipe.channels[channel]
+        state = self._channels[channel]
+        open_since = ch.vad.open_since
+        if open_since is None:
+            return
+        now = ch.vad.processed_s
+        if state.open_since != open_since:
+            state.open_since = open_since
+            state.last_partial_at = open_since
+        if now - open_since < self.config.min_partial_s or now - state.last_partial_at < self.config.partial_every_s:
+            return
+        state.last_partial_at = now
+        start = max(open_since, now - MAX_CLIP_S + 1)
+        audio = ch.buffer.slice(start, now)
+        generation = state.generation
+
+        def done(tr: Transcript | None, err: BaseException | None) -> None:
+            self.loop.call_soon_threadsafe(self._on_partial, channel, generation, tr)
+
+        self.scheduler.submit_partial((self.call_id, channel), audio, start, done, self.info.language)
+
+    def _on_partial(self, channel: int, generation: int, tr: Transcript | None) -> None:
+        if tr is None or tr.empty or self._channels[channel].generation != generation or not self.active:
+            return  # the utterance already has its final: this partial is stale
+        ev = self.pipe.stamper.make(
+            "transcript.partial", tr.t, t_end=round(tr.t_end, 3), speaker=self.info.channels[channel],
+            text=tr.text, words=[w.to_dict() for w in tr.words],
+        )
+        self._publish(ev)
+
+    # -- end -----------------------------------------------------------------------------
+    async def end(self, reason: str, timeout_s: float = 60.0) -> None:
+        """Finalise what was said (even mid-utterance), decide end-of-call rules, close."""
+        if self._closing:
+            await self._done.wait()
+            return
+        self._closing = True
+        for job in self.pipe.finish_audio():
+            self._submit_final(job)
+        for i in range(len(self._channels)):
+            self.scheduler.cancel_partial((self.call_id, i))
+        if self.pipe.pending_jobs == 0:
+            self._done.set()
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout_s)
+        except TimeoutError:
+            log.error("call %s: %d transcripts still pending at close", self.call_id, self.pipe.pending_jobs)
+        self.pipe.close(reason)
+        self.ended_reason = reason
+        self._flush()
+
+    # -- events --------------------------------------------------------------------------
+    def _flush(self) -> None:
+        for ev in self.pipe.drain():
+            self._publish(ev)
+
+    def _publish(self, ev: Event) -> None:
+        self.events.append(ev)
+        self.bus.publish(ev, self.info.agent_id)
+
+    def summary(self) -> dict[str, Any]:
+        alerts = [e for e in self.events if e["type"] == "alert"]
+        return {
+            "call_id": self.call_id,
+            "agent_id": self.info.agent_id,
+            "protocol": self.info.protocol,
+            "channels": self.info.channels,
+            "language": self.info.language,
+            "status": "active" if self.active else "ended",
+            "ended_reason": self.ended_reason,
+            "started_at": self.started_wall,
+            "duration_s": round(self.pipe.duration, 2),
+            "alerts": len(alerts),
+            "critical_alerts": sum(1 for a in alerts if a.get("severity") == "critical"),
+            "last_alert": alerts[-1]["message"] if alerts else None,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        transcript = sorted(
+            (e for e in self.events if e["type"] == "transcript.final"), key=lambda e: (e["t"], e["seq"])
+        )
+        card = next((e for e in reversed(self.events) if e["type"] == "scorecard"), None)
+        return {
+            **self.summary(),
+            "transcript": [{k: e[k] for k in ("speaker", "t", "t_end", "text", "words")} for e in transcript],
+            "alerts": [e for e in self.events if e["type"] == "alert"],
+            "scorecard": {"score": card["score"], "rules": card["rules"]} if card else self.pipe.scorecard(),
+            "silences": [e for e in self.events if e["type"] == "silence"],
+        }
+
+    def report(self) -> dict[str, Any]:
+        return build_report(self.pipe, list(self.events))
+
+
+class CallManager:
+    """All calls of this server: live ones and recently ended ones."""
+
+    def __init__(self, packs: list[RulePack], scheduler: AsrScheduler, bus: EventBus, store: Store | None,
+                 config: LiveConfig, model_id: str, keep_recent: int = 200) -> None:
+        self.packs = packs
+        self.scheduler = scheduler
+        self.bus = bus
+        self.store = store
+        self.config = config
+        self.model_id = model_id
+        self.keep_recent = keep_recent
+        self.calls: dict[str, LiveCall] = {}
+
+    def start(self, info: CallInfo) -> LiveCall:
+        if info.call_id in self.calls and self.calls[info.call_id].active:
+            raise ValueError(f"call {info.call_id} is already live on this server")
+        call = LiveCall(info, self.packs, self.scheduler, self.bus, asyncio.get_running_loop(),
+                        self.config, self.model_id)
+        self.calls[info.call_id] = call
+        self._trim()
+        return call
+
+    async def end(self, call: LiveCall, reason: str) -> None:
+        await call.end(reason)
+        if self.store is not None:
+            try:
+                await asyncio.to_thread(self.store.save_report, call.report(), "live")
+            except StoreError as exc:
+                log.error("call %s: %s", call.call_id, exc)
+
+    def _trim(self) -> None:
+        ended = [c for c in self.calls.values() if not c.active]
+        for c in ended[: max(0, len(ended) - self.keep_recent)]:
+            del self.calls[c.call_id]
+
+    def lag_s(self) -> float:
+        return self.scheduler.lag_s

@@ -1,0 +1,159 @@
+"""Twilio Media Streams (https://www.twilio.com/docs/voice/media-streams/websocket-messages).
+
+Twilio sends JSON text frames: ``connected``, ``start`` (streamSid, callSid, tracks,
+customParameters, mediaFormat {audio/x-mulaw, 8000, 1}), ``media`` (track inbound|outbound,
+chunk, timestamp in ms, base64 µ-law payload), ``mark``, ``dtmf`` and ``stop``.
+``sequenceNumber``, ``chunk`` and ``timestamp`` are strings.
+
+Roles: the ``inbound`` track is the caller (customer), ``outbound`` is what the caller hears
+(agent). Custom ``<Parameter>`` values ``agent_id``, ``call_id`` and ``language`` are read
+from ``customParameters``. Gaps in a track's ``timestamp`` (lost packets) are filled with
+silence so both sides stay on the call clock. A unidirectional stream must not be answered,
+so protocol errors are logged (``Feed.warnings``) rather than replied to.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from audio.protocols.base import CallInfo, ChannelDecoder, Feed, ProtocolError
+
+TRACK_ROLE = {"outbound": "agent", "inbound": "customer"}
+RATE = 8000
+GAP_TOLERANCE = 80  # samples (10 ms) of timestamp jitter accepted without filling
+
+
+def signature(auth_token: str, url: str, params: dict[str, str] | None = None) -> str:
+    """X-Twilio-Signature: base64 HMAC-SHA1 of the URL plus sorted POST params."""
+    data = url + "".join(k + params[k] for k in sorted(params or {}))
+    mac = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(mac).decode()
+
+
+def valid_signature(auth_token: str, url: str, header: str | None) -> bool:
+    """Check the upgrade request's signature; Twilio may sign with or without a trailing '/'."""
+    if not header:
+        return False
+    candidates = {url, url.rstrip("/"), url.rstrip("/") + "/"}
+    return any(hmac.compare_digest(signature(auth_token, u), header) for u in candidates)
+
+
+class TwilioAdapter:
+    protocol = "twilio"
+
+    def __init__(self) -> None:
+        self.info: CallInfo | None = None
+        self._decoders: dict[str, ChannelDecoder] = {}
+        self._index: dict[str, int] = {}
+        self._last_seq = 0
+        self.stream_sid: str | None = None
+
+    def on_bytes(self, data: bytes) -> Feed:
+        raise ProtocolError(f"Twilio sends text frames only; got {len(data)} binary bytes")
+
+    def on_text(self, text: str) -> Feed:
+        try:
+            msg = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(f"malformed JSON: {exc}") from exc
+        if not isinstance(msg, dict):
+            raise ProtocolError("message is not a JSON object")
+        event = msg.get("event")
+        feed = Feed()
+        self._check_seq(msg, feed)
+        if event == "connected":
+            return feed
+        if event == "start":
+            return self._start(msg, feed)
+        if self.info is None:
+            raise ProtocolError(f"'{event}' before 'start'", fatal=event == "media")
+        if event == "media":
+            return self._media(msg, feed)
+        if event == "stop":
+            feed.ended = "completed"
+            feed.close = True
+            feed.audio = [(self._index[t], d.flush()) for t, d in self._decoders.items()]
+            return feed
+        if event in ("mark", "dtmf"):
+            return feed
+        raise ProtocolError(f"unknown event {event!r}")
+
+    def _check_seq(self, msg: dict[str, Any], feed: Feed) -> None:
+        raw = msg.get("sequenceNumber")
+        if raw is None:
+            return
+        try:
+            seq = int(raw)
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"sequenceNumber {raw!r} is not a number") from exc
+        if self._last_seq and seq != self._last_seq + 1:
+            feed.warnings.append(f"sequenceNumber jumped from {self._last_seq} to {seq}")
+        self._last_seq = max(self._last_seq, seq)
+
+    def _start(self, msg: dict[str, Any], feed: Feed) -> Feed:
+        if self.info is not None:
+            raise ProtocolError("second 'start' on one stream")
+        start = msg.get("start")
+        if not isinstance(start, dict):
+            raise ProtocolError("'start' without a start object", fatal=True)
+        fmt = start.get("mediaFormat") or {}
+        if fmt.get("encoding", "audio/x-mulaw") != "audio/x-mulaw" or int(fmt.get("sampleRate", RATE)) != RATE:
+            raise ProtocolError(f"unsupported mediaFormat {fmt}; expected audio/x-mulaw at 8000 Hz", fatal=True)
+        tracks = start.get("tracks") or ["inbound"]
+        if not isinstance(tracks, list) or not tracks or any(t not in TRACK_ROLE for t in tracks):
+            raise ProtocolError(f"tracks must be 'inbound' and/or 'outbound', got {tracks!r}", fatal=True)
+        ordered = [t for t in ("outbound", "inbound") if t in tracks]  # agent first
+        self._index = {t: i for i, t in enumerate(ordered)}
+        self._decoders = {t: ChannelDecoder("mulaw", RATE) for t in ordered}
+        params = start.get("customParameters") or {}
+        if not isinstance(params, dict):
+            params = {}
+        self.stream_sid = str(start.get("streamSid") or msg.get("streamSid") or "")
+        call_id = params.get("call_id") or start.get("callSid") or self.stream_sid
+        if not call_id:
+            raise ProtocolError("'start' names no callSid or streamSid", fatal=True)
+        self.info = CallInfo(
+            call_id=str(call_id),
+            protocol=self.protocol,
+            channels=[TRACK_ROLE[t] for t in ordered],
+            agent_id=str(params["agent_id"]) if params.get("agent_id") else None,
+            language=str(params["language"]) if params.get("language") else None,
+            metadata={"streamSid": self.stream_sid, "callSid": start.get("callSid"),
+                      "accountSid": start.get("accountSid"), "customParameters": params},
+        )
+        feed.started = self.info
+        return feed
+
+    def _media(self, msg: dict[str, Any], feed: Feed) -> Feed:
+        media = msg.get("media")
+        if not isinstance(media, dict):
+            raise ProtocolError("'media' without a media object")
+        track = media.get("track", "inbound")
+        dec = self._decoders.get(track)
+        if dec is None:
+            raise ProtocolError(f"media on track {track!r}, which 'start' did not announce")
+        try:
+            payload = base64.b64decode(media.get("payload", ""), validate=True)
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise ProtocolError(f"media payload is not valid base64: {exc}") from exc
+        ts = media.get("timestamp")
+        if ts is not None:
+            try:
+                expected = int(float(ts) * RATE / 1000)
+            except (TypeError, ValueError) as exc:
+                raise ProtocolError(f"media timestamp {ts!r} is not a number") from exc
+            gap = expected - dec.samples_in
+            if gap > GAP_TOLERANCE:
+                feed.audio.append((self._index[track], dec.silence(gap)))
+                feed.warnings.append(f"{track}: {gap / RATE * 1000:.0f} ms of audio missing, filled with silence")
+        feed.audio.append((self._index[track], dec.decode(payload)))
+        return feed
+
+    def on_disconnect(self) -> Feed:
+        return Feed(ended="disconnected",
+                    audio=[(self._index[t], d.flush()) for t, d in self._decoders.items()])
