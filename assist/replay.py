@@ -258,4 +258,6 @@ class _Sender:
         else:
             await self.ws.send(json.dumps({"type": "stop"}))
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.recv(), 30)
+                async with asyncio.timeout(30):
+                    while json.loads(await self.ws.recv()).get("type") != "stopped":
+                        pass

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 Callback = Callable[[Transcript | None, BaseException | None], None]
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not array comparison
 class _Job:
     audio: Float32Array
     offset: float

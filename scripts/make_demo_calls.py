@@ -75,7 +75,9 @@ def espeak_version(exe: str) -> str:
     return out.split("Data at")[0].strip()
 
 
-def synthesize(exe: str, text: str, voice: str, wpm: int, pitch: int | None, workdir: Path) -> np.ndarray:
+def synthesize(
+    exe: str, text: str, voice: str, wpm: int, pitch: int | None, workdir: Path, word_gap: int | None = None
+) -> np.ndarray:
     """Run espeak-ng for one turn; return mono float audio at SAMPLE_RATE, trimmed."""
     txt = workdir / "turn.txt"
     wav = workdir / "turn.wav"
@@ -83,6 +85,8 @@ def synthesize(exe: str, text: str, voice: str, wpm: int, pitch: int | None, wor
     cmd = [exe, "-v", voice, "-s", str(int(wpm))]
     if pitch is not None:
         cmd += ["-p", str(int(pitch))]
+    if word_gap:
+        cmd += ["-g", str(int(word_gap))]
     if "<" in text:  # SSML markup in a pronunciation hint
         cmd.append("-m")
     cmd += ["-w", str(wav), "-f", str(txt)]
