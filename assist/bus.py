@@ -55,8 +55,12 @@ class EventBus:
             if sub.queue.qsize() >= self.maxsize - 1:
                 sub.dropped = True
                 self.cut_off += 1
-                log.warning("subscriber (call=%s agent=%s) fell %d events behind: cut off",
-                            sub.call_id, sub.agent_id, self.maxsize)
+                log.warning(
+                    "subscriber (call=%s agent=%s) fell %d events behind: cut off",
+                    sub.call_id,
+                    sub.agent_id,
+                    self.maxsize,
+                )
                 sub.queue.put_nowait(None)
                 continue
             sub.queue.put_nowait(event)

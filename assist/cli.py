@@ -136,8 +136,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     logging.getLogger("callwatch").setLevel(logging.INFO)
     cfg = ServerConfig(
-        model=args.model, threads=args.threads, workers=args.workers, rules=args.rules,
-        db_url=args.db, store=not args.no_store,
+        model=args.model,
+        threads=args.threads,
+        workers=args.workers,
+        rules=args.rules,
+        db_url=args.db,
+        store=not args.no_store,
         live=LiveConfig(partials=not args.no_partials, vad=VadConfig(aggressiveness=args.vad)),
     )
     serve(cfg, host=args.host, port=args.port)
@@ -176,20 +180,38 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         _print_event(ev, lat)
 
     try:
-        result = asyncio.run(replay(
-            args.url.rstrip("/"), args.file, args.customer, args.protocol, args.speed,
-            call_id=args.call_id, agent_id=args.agent_id, language=args.language,
-            agent_channel=args.agent_channel, on_event=on_event,
-        ))
+        result = asyncio.run(
+            replay(
+                args.url.rstrip("/"),
+                args.file,
+                args.customer,
+                args.protocol,
+                args.speed,
+                call_id=args.call_id,
+                agent_id=args.agent_id,
+                language=args.language,
+                agent_channel=args.agent_channel,
+                on_event=on_event,
+            )
+        )
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finals = [x for x in result.latency.get("transcript.final", []) if x == x]
     if finals:
         finals.sort()
-        print(f"{len(finals)} finals, latency p50 {finals[len(finals) // 2]:.2f} s, "
-              f"max {finals[-1]:.2f} s", file=sys.stderr)
+        print(
+            f"{len(finals)} finals, latency p50 {finals[len(finals) // 2]:.2f} s, "
+            f"max {finals[-1]:.2f} s",
+            file=sys.stderr,
+        )
     return 0 if any(e["type"] == "call.ended" for e in result.events) else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from assist.demo import run_demo
+
+    return run_demo(speed=args.speed, model=args.model, partials=args.partials, port=args.port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     p2.add_argument("--agent-channel", choices=["left", "right"], default="left")
     p2.add_argument("--partials", action="store_true", help="also print partial transcripts")
     p2.set_defaults(func=_cmd_replay)
+
+    d = sub.add_parser("demo", help="start a server and replay the bundled demo calls into it")
+    d.add_argument("--speed", type=float, default=1.0, help="replay speed (1.0 = real time)")
+    d.add_argument("--model", default=os.environ.get("CALLWATCH_MODEL", "tiny.en"))
+    d.add_argument("--partials", action="store_true", help="also print partial transcripts")
+    d.add_argument("--port", type=int, help="server port (default: a free one)")
+    d.set_defaults(func=_cmd_demo)
 
     r = sub.add_parser("rules", help="work with QA rule packs")
     rsub = r.add_subparsers(dest="rules_command", required=True)

@@ -39,7 +39,9 @@ class ReplayResult:
     audio_s: float = 0.0
 
 
-def load_legs(path: str, customer: str | None, agent_channel: str = "left") -> tuple[int, np.ndarray, np.ndarray]:
+def load_legs(
+    path: str, customer: str | None, agent_channel: str = "left"
+) -> tuple[int, np.ndarray, np.ndarray]:
     """(rate, agent, customer) at the file's own rate."""
     data, rate = sf.read(path, dtype="float32", always_2d=True)
     if customer:
@@ -98,7 +100,9 @@ async def replay(
                 now = time.monotonic()
                 lat = float("nan")
                 if t0_box:
-                    ref = ev.get("t_end", ev["t"]) if ev["type"].startswith("transcript") else ev["t"]
+                    ref = (
+                        ev.get("t_end", ev["t"]) if ev["type"].startswith("transcript") else ev["t"]
+                    )
                     lat = now - (t0_box[0] + ref / speed)
                 result.events.append(ev)
                 result.latency.setdefault(ev["type"], []).append(lat)
@@ -143,10 +147,8 @@ async def replay(
             # abrupt hang-up: no stop / close message, just drop the TCP connection
             with contextlib.suppress(Exception):
                 ws.transport.abort()
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(ended.wait(), settle_s)
-    except TimeoutError:
-        pass
     listener.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await listener
@@ -157,7 +159,14 @@ class _Sender:
     """Protocol framing for the replay client."""
 
     def __init__(
-        self, protocol: str, ws: Any, call_id: str, conv_id: str, agent_id: str, language: str | None, rate: int
+        self,
+        protocol: str,
+        ws: Any,
+        call_id: str,
+        conv_id: str,
+        agent_id: str,
+        language: str | None,
+        rate: int,
     ) -> None:
         self.p = protocol
         self.rate = rate
@@ -173,31 +182,68 @@ class _Sender:
 
     def _ah(self, type_: str, params: dict[str, Any], position: float) -> str:
         self.seq += 1
-        return json.dumps({"version": "2", "id": self.conv_id, "type": type_, "seq": self.seq,
-                           "serverseq": self.server_seq, "position": f"PT{position:.2f}S", "parameters": params})
+        return json.dumps(
+            {
+                "version": "2",
+                "id": self.conv_id,
+                "type": type_,
+                "seq": self.seq,
+                "serverseq": self.server_seq,
+                "position": f"PT{position:.2f}S",
+                "parameters": params,
+            }
+        )
 
     async def begin(self) -> None:
         if self.p == "twilio":
-            await self.ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+            await self.ws.send(
+                json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+            )
             self.seq = 1
-            params = {"agent_id": self.agent_id, "call_id": self.call_id}
+            custom = {"agent_id": self.agent_id, "call_id": self.call_id}
             if self.language:
-                params["language"] = self.language
-            await self.ws.send(json.dumps({
-                "event": "start", "sequenceNumber": "1", "streamSid": self.stream_sid,
-                "start": {"streamSid": self.stream_sid, "accountSid": "AC" + "0" * 32,
-                          "callSid": "CA" + uuid.uuid4().hex, "tracks": ["inbound", "outbound"],
-                          "customParameters": params,
-                          "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
-            }))
+                custom["language"] = self.language
+            await self.ws.send(
+                json.dumps(
+                    {
+                        "event": "start",
+                        "sequenceNumber": "1",
+                        "streamSid": self.stream_sid,
+                        "start": {
+                            "streamSid": self.stream_sid,
+                            "accountSid": "AC" + "0" * 32,
+                            "callSid": "CA" + uuid.uuid4().hex,
+                            "tracks": ["inbound", "outbound"],
+                            "customParameters": custom,
+                            "mediaFormat": {
+                                "encoding": "audio/x-mulaw",
+                                "sampleRate": 8000,
+                                "channels": 1,
+                            },
+                        },
+                    }
+                )
+            )
         elif self.p == "audiohook":
-            custom = {"agent_id": self.agent_id}
             params: dict[str, Any] = {
-                "organizationId": str(uuid.uuid4()), "conversationId": self.conv_id,
-                "participant": {"id": str(uuid.uuid4()), "ani": "+15555550100", "aniName": "Caller", "dnis": "+18005550199"},
-                "media": [{"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000},
-                          {"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000}],
-                "customConfig": custom,
+                "organizationId": str(uuid.uuid4()),
+                "conversationId": self.conv_id,
+                "participant": {
+                    "id": str(uuid.uuid4()),
+                    "ani": "+15555550100",
+                    "aniName": "Caller",
+                    "dnis": "+18005550199",
+                },
+                "media": [
+                    {
+                        "type": "audio",
+                        "format": "PCMU",
+                        "channels": ["external", "internal"],
+                        "rate": 8000,
+                    },
+                    {"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000},
+                ],
+                "customConfig": {"agent_id": self.agent_id},
             }
             if self.language:
                 params["language"] = f"{self.language}-{'US' if self.language == 'en' else 'CN'}"
@@ -208,11 +254,19 @@ class _Sender:
             self.server_seq = opened["seq"]
             self._bg = asyncio.create_task(self._drain())
         else:
-            await self.ws.send(json.dumps({
-                "type": "start", "call_id": self.call_id, "agent_id": self.agent_id,
-                "sample_rate": self.rate, "encoding": "pcm16", "channels": ["agent", "customer"],
-                **({"language": self.language} if self.language else {}),
-            }))
+            await self.ws.send(
+                json.dumps(
+                    {
+                        "type": "start",
+                        "call_id": self.call_id,
+                        "agent_id": self.agent_id,
+                        "sample_rate": self.rate,
+                        "encoding": "pcm16",
+                        "channels": ["agent", "customer"],
+                        **({"language": self.language} if self.language else {}),
+                    }
+                )
+            )
 
     async def _drain(self) -> None:
         """AudioHook: read server messages (pong, closed) and track their seq."""
@@ -229,11 +283,23 @@ class _Sender:
             ts = str(int(k * FRAME_S * 1000))
             for track, x in (("outbound", agent), ("inbound", cust)):
                 self.seq += 1
-                await self.ws.send(json.dumps({
-                    "event": "media", "sequenceNumber": str(self.seq), "streamSid": self.stream_sid,
-                    "media": {"track": track, "chunk": str(k + 1), "timestamp": ts,
-                              "payload": base64.b64encode(pcm16_to_ulaw(float_to_int16(x))).decode()},
-                }))
+                await self.ws.send(
+                    json.dumps(
+                        {
+                            "event": "media",
+                            "sequenceNumber": str(self.seq),
+                            "streamSid": self.stream_sid,
+                            "media": {
+                                "track": track,
+                                "chunk": str(k + 1),
+                                "timestamp": ts,
+                                "payload": base64.b64encode(
+                                    pcm16_to_ulaw(float_to_int16(x))
+                                ).decode(),
+                            },
+                        }
+                    )
+                )
         elif self.p == "audiohook":
             ext = np.frombuffer(pcm16_to_ulaw(float_to_int16(cust)), dtype=np.uint8)
             inn = np.frombuffer(pcm16_to_ulaw(float_to_int16(agent)), dtype=np.uint8)
@@ -249,8 +315,16 @@ class _Sender:
     async def end(self) -> None:
         if self.p == "twilio":
             self.seq += 1
-            await self.ws.send(json.dumps({"event": "stop", "sequenceNumber": str(self.seq), "streamSid": self.stream_sid,
-                                           "stop": {"accountSid": "AC" + "0" * 32, "callSid": "CA"}}))
+            await self.ws.send(
+                json.dumps(
+                    {
+                        "event": "stop",
+                        "sequenceNumber": str(self.seq),
+                        "streamSid": self.stream_sid,
+                        "stop": {"accountSid": "AC" + "0" * 32, "callSid": "CA"},
+                    }
+                )
+            )
         elif self.p == "audiohook":
             await self.ws.send(self._ah("close", {"reason": "end"}, 0.0))
             with contextlib.suppress(Exception):

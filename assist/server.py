@@ -66,14 +66,25 @@ ADAPTERS: dict[str, Callable[[], Any]] = {
 class App:
     """Process-wide state: one model, one scheduler, one bus, the calls."""
 
-    def __init__(self, config: ServerConfig, asr: WhisperAsr | None = None, packs: list[RulePack] | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        asr: WhisperAsr | None = None,
+        packs: list[RulePack] | None = None,
+    ) -> None:
         self.config = config
         self.asr = asr or WhisperAsr(AsrConfig(model=config.model, threads=config.threads))
-        self.packs = packs if packs is not None else (load_packs(config.rules) if config.rules else load_packs())
+        self.packs = (
+            packs
+            if packs is not None
+            else (load_packs(config.rules) if config.rules else load_packs())
+        )
         self.scheduler = AsrScheduler(self.asr, max_batch=config.max_batch, workers=config.workers)
         self.bus = EventBus()
         self.store = Store(config.db_url) if config.store else None
-        self.calls = CallManager(self.packs, self.scheduler, self.bus, self.store, config.live, self.asr.model_id)
+        self.calls = CallManager(
+            self.packs, self.scheduler, self.bus, self.store, config.live, self.asr.model_id
+        )
         self.started = time.time()
         self.protocol_errors = 0
 
@@ -98,7 +109,7 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
     app = FastAPI(title="callwatch", version="0.1.0", lifespan=lifespan)
 
     def cw_of(obj: Any) -> App:
-        return obj.app.state.cw  # type: ignore[no-any-return]
+        return obj.app.state.cw
 
     # -- ingest --------------------------------------------------------------------------
     @app.websocket("/v1/ingest/{protocol}")
@@ -196,7 +207,9 @@ async def run_ingest(cw: App, ws: WebSocket, adapter: Any) -> None:
             except ProtocolError as exc:
                 errors += 1
                 cw.protocol_errors += 1
-                log.warning("%s %s (%s): %s", adapter.protocol, call.call_id if call else "-", peer, exc)
+                log.warning(
+                    "%s %s (%s): %s", adapter.protocol, call.call_id if call else "-", peer, exc
+                )
                 await _send_all(ws, exc.replies)
                 if exc.fatal or errors >= MAX_PROTOCOL_ERRORS:
                     break
@@ -235,7 +248,9 @@ async def run_ingest(cw: App, ws: WebSocket, adapter: Any) -> None:
             await ws.close()
 
 
-async def stream_events(cw: App, ws: WebSocket, call_id: str | None = None, agent_id: str | None = None) -> None:
+async def stream_events(
+    cw: App, ws: WebSocket, call_id: str | None = None, agent_id: str | None = None
+) -> None:
     """Send matching events as JSON text frames until the client leaves."""
     await ws.accept()
     sub = cw.bus.subscribe(call_id=call_id, agent_id=agent_id)
@@ -277,5 +292,12 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080) -> No
     import uvicorn
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    uvicorn.run(create_app(config), host=host, port=port, ws_max_size=MAX_FRAME_BYTES,
-                log_level="info", ws_ping_interval=20, ws_ping_timeout=20)
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        ws_max_size=MAX_FRAME_BYTES,
+        log_level="info",
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+    )

@@ -71,9 +71,14 @@ class LiveCall:
         self._closing = False
         self.final_lag_s: list[float] = []
         self.pipe.start(
-            channels=info.channels, protocol=info.protocol, agent_id=info.agent_id,
-            language=info.language, model=model_id, mode="live",
-            rule_packs=[f"{p.pack}@{p.version}" for p in packs], metadata=info.metadata,
+            channels=info.channels,
+            protocol=info.protocol,
+            agent_id=info.agent_id,
+            language=info.language,
+            model=model_id,
+            mode="live",
+            rule_packs=[f"{p.pack}@{p.version}" for p in packs],
+            metadata=info.metadata,
         )
         self._flush()
 
@@ -106,9 +111,17 @@ class LiveCall:
 
         self.scheduler.submit_final(job.audio, job.segment.t, done, self.info.language)
 
-    def _on_final(self, job: AsrJob, tr: Transcript | None, err: BaseException | None, queued_at: float) -> None:
+    def _on_final(
+        self, job: AsrJob, tr: Transcript | None, err: BaseException | None, queued_at: float
+    ) -> None:
         if tr is None:
-            log.error("call %s: ASR failed for %.2f-%.2f s: %s", self.call_id, job.segment.t, job.segment.t_end, err)
+            log.error(
+                "call %s: ASR failed for %.2f-%.2f s: %s",
+                self.call_id,
+                job.segment.t,
+                job.segment.t_end,
+                err,
+            )
             tr = Transcript("", (), job.segment.t, job.segment.t_end, self.info.language or "en")
         self.final_lag_s.append(time.monotonic() - queued_at)
         self.pipe.deliver(job, tr)
@@ -126,7 +139,10 @@ class LiveCall:
         if state.open_since != open_since:
             state.open_since = open_since
             state.last_partial_at = open_since
-        if now - open_since < self.config.min_partial_s or now - state.last_partial_at < self.config.partial_every_s:
+        if (
+            now - open_since < self.config.min_partial_s
+            or now - state.last_partial_at < self.config.partial_every_s
+        ):
             return
         state.last_partial_at = now
         start = max(open_since, now - MAX_CLIP_S + 1)
@@ -136,14 +152,25 @@ class LiveCall:
         def done(tr: Transcript | None, err: BaseException | None) -> None:
             self.loop.call_soon_threadsafe(self._on_partial, channel, generation, tr)
 
-        self.scheduler.submit_partial((self.call_id, channel), audio, start, done, self.info.language)
+        self.scheduler.submit_partial(
+            (self.call_id, channel), audio, start, done, self.info.language
+        )
 
     def _on_partial(self, channel: int, generation: int, tr: Transcript | None) -> None:
-        if tr is None or tr.empty or self._channels[channel].generation != generation or not self.active:
+        if (
+            tr is None
+            or tr.empty
+            or self._channels[channel].generation != generation
+            or not self.active
+        ):
             return  # the utterance already has its final: this partial is stale
         ev = self.pipe.stamper.make(
-            "transcript.partial", tr.t, t_end=round(tr.t_end, 3), speaker=self.info.channels[channel],
-            text=tr.text, words=[w.to_dict() for w in tr.words],
+            "transcript.partial",
+            tr.t,
+            t_end=round(tr.t_end, 3),
+            speaker=self.info.channels[channel],
+            text=tr.text,
+            words=[w.to_dict() for w in tr.words],
         )
         self._publish(ev)
 
@@ -163,7 +190,11 @@ class LiveCall:
         try:
             await asyncio.wait_for(self._done.wait(), timeout_s)
         except TimeoutError:
-            log.error("call %s: %d transcripts still pending at close", self.call_id, self.pipe.pending_jobs)
+            log.error(
+                "call %s: %d transcripts still pending at close",
+                self.call_id,
+                self.pipe.pending_jobs,
+            )
         self.pipe.close(reason)
         self.ended_reason = reason
         self._flush()
@@ -196,14 +227,19 @@ class LiveCall:
 
     def detail(self) -> dict[str, Any]:
         transcript = sorted(
-            (e for e in self.events if e["type"] == "transcript.final"), key=lambda e: (e["t"], e["seq"])
+            (e for e in self.events if e["type"] == "transcript.final"),
+            key=lambda e: (e["t"], e["seq"]),
         )
         card = next((e for e in reversed(self.events) if e["type"] == "scorecard"), None)
         return {
             **self.summary(),
-            "transcript": [{k: e[k] for k in ("speaker", "t", "t_end", "text", "words")} for e in transcript],
+            "transcript": [
+                {k: e[k] for k in ("speaker", "t", "t_end", "text", "words")} for e in transcript
+            ],
             "alerts": [e for e in self.events if e["type"] == "alert"],
-            "scorecard": {"score": card["score"], "rules": card["rules"]} if card else self.pipe.scorecard(),
+            "scorecard": {"score": card["score"], "rules": card["rules"]}
+            if card
+            else self.pipe.scorecard(),
             "silences": [e for e in self.events if e["type"] == "silence"],
         }
 
@@ -214,8 +250,16 @@ class LiveCall:
 class CallManager:
     """All calls of this server: live ones and recently ended ones."""
 
-    def __init__(self, packs: list[RulePack], scheduler: AsrScheduler, bus: EventBus, store: Store | None,
-                 config: LiveConfig, model_id: str, keep_recent: int = 200) -> None:
+    def __init__(
+        self,
+        packs: list[RulePack],
+        scheduler: AsrScheduler,
+        bus: EventBus,
+        store: Store | None,
+        config: LiveConfig,
+        model_id: str,
+        keep_recent: int = 200,
+    ) -> None:
         self.packs = packs
         self.scheduler = scheduler
         self.bus = bus
@@ -228,8 +272,15 @@ class CallManager:
     def start(self, info: CallInfo) -> LiveCall:
         if info.call_id in self.calls and self.calls[info.call_id].active:
             raise ValueError(f"call {info.call_id} is already live on this server")
-        call = LiveCall(info, self.packs, self.scheduler, self.bus, asyncio.get_running_loop(),
-                        self.config, self.model_id)
+        call = LiveCall(
+            info,
+            self.packs,
+            self.scheduler,
+            self.bus,
+            asyncio.get_running_loop(),
+            self.config,
+            self.model_id,
+        )
         self.calls[info.call_id] = call
         self._trim()
         return call

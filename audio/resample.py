@@ -91,5 +91,5 @@ def to_16k(samples: Float32Array, rate: int) -> Float32Array:
         return np.asarray(resample_poly(samples, SAMPLE_RATE // g, rate // g), dtype=np.float32)
     rs = StreamResampler(rate)
     out = np.concatenate([rs.process(samples), rs.flush()])
-    expected = int(round(samples.size * SAMPLE_RATE / rate))
+    expected = round(samples.size * SAMPLE_RATE / rate)
     return out[:expected]

@@ -67,7 +67,8 @@ class AsrScheduler:
         self._order = itertools.count()
         self._stop = False
         self._threads = [
-            threading.Thread(target=self._work, name=f"asr-{i}", daemon=True) for i in range(workers)
+            threading.Thread(target=self._work, name=f"asr-{i}", daemon=True)
+            for i in range(workers)
         ]
         for t in self._threads:
             t.start()
@@ -77,7 +78,9 @@ class AsrScheduler:
         self, audio: Float32Array, offset: float, callback: Callback, language: str | None = None
     ) -> None:
         with self._cv:
-            self._finals.append(_Job(audio, offset, callback, True, language, order=next(self._order)))
+            self._finals.append(
+                _Job(audio, offset, callback, True, language, order=next(self._order))
+            )
             self._cv.notify()
 
     def submit_partial(
@@ -91,7 +94,9 @@ class AsrScheduler:
         with self._cv:
             if key in self._partials:
                 self.stats.partials_replaced += 1
-            self._partials[key] = _Job(audio, offset, callback, False, language, key, order=next(self._order))
+            self._partials[key] = _Job(
+                audio, offset, callback, False, language, key, order=next(self._order)
+            )
             self._cv.notify()
 
     def cancel_partial(self, key: Hashable) -> None:
@@ -122,7 +127,9 @@ class AsrScheduler:
         if self._finals:
             head = self._finals[0]
             bucket = self._bucket(head)
-            batch = [j for j in self._finals if self._bucket(j) == bucket and j.language == head.language]
+            batch = [
+                j for j in self._finals if self._bucket(j) == bucket and j.language == head.language
+            ]
             batch = batch[: self.max_batch]
             for j in batch:
                 self._finals.remove(j)
@@ -158,7 +165,9 @@ class AsrScheduler:
                     return
             t0 = time.monotonic()
             try:
-                results = self.asr.transcribe_batch([(j.audio, j.offset) for j in batch], batch[0].language)
+                results = self.asr.transcribe_batch(
+                    [(j.audio, j.offset) for j in batch], batch[0].language
+                )
                 error: BaseException | None = None
             except Exception as exc:  # a bad clip must not kill the worker
                 log.exception("ASR batch failed")

@@ -262,17 +262,28 @@ class RuleEngine:
         ]
 
     def _speech_rate(self, st: _RuleState, r: SpeechRateRule, u: Utterance) -> list[Alert]:
+        """Rate over the speaker's most recent ``window_s`` seconds of their own speech."""
         hist = self._speech[u.speaker]
-        start = u.t_end - r.window_s
-        while hist and hist[0].t_end < start - 60:  # keep a bounded history
+        while len(hist) > 200:  # bounded history; far more than any window needs
             hist.popleft()
         n_words = 0
         speaking = 0.0
-        for h in hist:
-            if h.t_end <= start:
-                continue
-            speaking += h.t_end - max(h.t, start)
-            n_words += sum(1 for w in h.words if w.t >= start) if h.words else len(h.text.split())
+        for h in reversed(hist):
+            room = r.window_s - speaking
+            if room <= 0:
+                break
+            dur = h.t_end - h.t
+            if dur <= room:
+                speaking += dur
+                n_words += len(h.words) if h.words else len(h.text.split())
+            else:  # only the end of this utterance fits in the window
+                cutoff = h.t_end - room
+                speaking += room
+                n_words += (
+                    sum(1 for w in h.words if w.t >= cutoff)
+                    if h.words
+                    else int(len(h.text.split()) * room / dur)
+                )
         if n_words < r.min_words or speaking <= 0:
             return []
         wpm = 60.0 * n_words / speaking

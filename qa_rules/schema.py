@@ -129,11 +129,11 @@ class SilenceRule(RuleBase):
 
 
 class SpeechRateRule(RuleBase):
-    """Words per minute of one speaker over a sliding window of their own speech."""
+    """Words per minute of one speaker over their most recent ``window_s`` s of speech."""
 
     kind: Literal["speech_rate"]
     speaker: Literal["agent", "customer"] = "agent"
-    window_s: float = Field(default=30.0, gt=0)
+    window_s: float = Field(default=15.0, gt=0)
     min_wpm: float | None = Field(default=None, gt=0)
     max_wpm: float | None = Field(default=None, gt=0)
     min_words: int = Field(default=20, ge=1)

@@ -110,7 +110,7 @@ RATE = """\
   - id: rate
     kind: speech_rate
     speaker: agent
-    window_s: 30
+    window_s: 10
     max_wpm: 250
     min_words: 20
     cooldown_s: 60
@@ -118,9 +118,8 @@ RATE = """\
 
 
 def test_speech_rate_fires_on_fast_stretch_only() -> None:
-    text = " ".join(["word"] * 30)
-    normal = utt("agent", 0.0, text, rate=2.5)  # 150 wpm
-    fast = utt("agent", 40.0, text, rate=5.5)  # 330 wpm
+    normal = utt("agent", 0.0, " ".join(["word"] * 30), rate=2.5)  # 150 wpm
+    fast = utt("agent", 40.0, " ".join(["word"] * 40), rate=6.0)  # 360 wpm
     alerts = run(engine(RATE), [normal], 60)
     assert alerts == []
     alerts = run(engine(RATE), [normal, fast], 60)

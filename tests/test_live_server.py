@@ -63,7 +63,9 @@ def alert_keys(alerts: list[dict[str, Any]]) -> list[tuple[str, float]]:
 
 @pytest.mark.parametrize("protocol", ["twilio", "audiohook", "raw"])
 def test_full_call_each_protocol(url: str, protocol: str, offline_breach: dict[str, Any]) -> None:
-    res = asyncio.run(replay(url, str(DEMO / "breach_call.wav"), protocol=protocol, speed=8.0, agent_id="a-7"))
+    res = asyncio.run(
+        replay(url, str(DEMO / "breach_call.wav"), protocol=protocol, speed=8.0, agent_id="a-7")
+    )
     types = [e["type"] for e in res.events]
     assert types[0] == "call.started" and types[-1] == "call.ended"
     seqs = [e["seq"] for e in res.events]
@@ -86,7 +88,9 @@ def test_live_offline_parity_on_real_call(url: str, asr, packs) -> None:  # type
     offline = audit_file(agent, packs, asr, customer_path=caller)
     # raw PCM16 carries the 8 kHz PCM file losslessly (Twilio would re-encode it to µ-law)
     live = asyncio.run(replay(url, agent, customer=caller, protocol="raw", speed=12.0))
-    live_finals = sorted((e["speaker"], e["t"], e["text"]) for e in live.events if e["type"] == "transcript.final")
+    live_finals = sorted(
+        (e["speaker"], e["t"], e["text"]) for e in live.events if e["type"] == "transcript.final"
+    )
     off_finals = sorted((s["speaker"], s["t"], s["text"]) for s in offline["transcript"])
     assert live_finals == off_finals
     live_alerts = [e for e in live.events if e["type"] == "alert"]
@@ -101,7 +105,9 @@ def test_partials_arrive_before_their_final(url: str) -> None:
     finals = [e for e in res.events if e["type"] == "transcript.final"]
     # the first partial of the long cancel request precedes the final that closes it
     final = next(f for f in finals if "cancel" in f["text"].lower())
-    early = [p for p in partials if p["speaker"] == final["speaker"] and abs(p["t"] - final["t"]) < 1.0]
+    early = [
+        p for p in partials if p["speaker"] == final["speaker"] and abs(p["t"] - final["t"]) < 1.0
+    ]
     assert early and min(p["seq"] for p in early) < final["seq"]
 
 
@@ -113,8 +119,22 @@ def test_agent_stream_sees_only_its_calls(url: str) -> None:
 
         async with websockets.connect(f"{url}/v1/agents/alice/events") as ws:
             await asyncio.gather(
-                replay(url, str(DEMO / "clean_call.wav"), protocol="raw", speed=10.0, agent_id="alice", call_id="c-alice"),
-                replay(url, str(DEMO / "breach_call.wav"), protocol="raw", speed=10.0, agent_id="bob", call_id="c-bob"),
+                replay(
+                    url,
+                    str(DEMO / "clean_call.wav"),
+                    protocol="raw",
+                    speed=10.0,
+                    agent_id="alice",
+                    call_id="c-alice",
+                ),
+                replay(
+                    url,
+                    str(DEMO / "breach_call.wav"),
+                    protocol="raw",
+                    speed=10.0,
+                    agent_id="bob",
+                    call_id="c-bob",
+                ),
             )
             with pytest.raises(TimeoutError):
                 while True:
@@ -126,15 +146,27 @@ def test_agent_stream_sees_only_its_calls(url: str) -> None:
 
 
 def _twilio_start(call_id: str) -> str:
-    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": "MZ1", "start": {
-        "streamSid": "MZ1", "callSid": call_id, "tracks": ["inbound", "outbound"],
-        "customParameters": {"call_id": call_id, "agent_id": "a-1"},
-        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": "1",
+            "streamSid": "MZ1",
+            "start": {
+                "streamSid": "MZ1",
+                "callSid": call_id,
+                "tracks": ["inbound", "outbound"],
+                "customParameters": {"call_id": call_id, "agent_id": "a-1"},
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            },
+        }
+    )
 
 
 def _tone_payload(seconds: float = 0.02) -> str:
     t = np.arange(int(8000 * seconds)) / 8000
-    return base64.b64encode(pcm16_to_ulaw(float_to_int16(0.1 * np.sin(2 * np.pi * 300 * t)))).decode()
+    return base64.b64encode(
+        pcm16_to_ulaw(float_to_int16(0.1 * np.sin(2 * np.pi * 300 * t)))
+    ).decode()
 
 
 def test_twilio_garbage_is_logged_and_the_call_goes_on(url: str, state: App) -> None:
@@ -144,9 +176,25 @@ def test_twilio_garbage_is_logged_and_the_call_goes_on(url: str, state: App) -> 
         ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
         ws.send(_twilio_start(call_id))
         ws.send("{not json")
-        ws.send(json.dumps({"event": "media", "sequenceNumber": "2", "media": {"track": "inbound", "payload": "%%%not-base64"}}))
+        ws.send(
+            json.dumps(
+                {
+                    "event": "media",
+                    "sequenceNumber": "2",
+                    "media": {"track": "inbound", "payload": "%%%not-base64"},
+                }
+            )
+        )
         ws.send(json.dumps({"event": "teleport", "sequenceNumber": "3"}))
-        ws.send(json.dumps({"event": "media", "sequenceNumber": "4", "media": {"track": "inbound", "timestamp": "0", "payload": _tone_payload(1.0)}}))
+        ws.send(
+            json.dumps(
+                {
+                    "event": "media",
+                    "sequenceNumber": "4",
+                    "media": {"track": "inbound", "timestamp": "0", "payload": _tone_payload(1.0)},
+                }
+            )
+        )
         ws.send(json.dumps({"event": "stop", "sequenceNumber": "5", "stop": {}}))
     detail = wait_ended(url, call_id)
     assert state.protocol_errors - before == 3
@@ -154,15 +202,38 @@ def test_twilio_garbage_is_logged_and_the_call_goes_on(url: str, state: App) -> 
 
 
 def _ah(type_: str, seq: int, sid: str, params: dict[str, Any] | None = None) -> str:
-    return json.dumps({"version": "2", "id": sid, "type": type_, "seq": seq, "serverseq": 0,
-                       "position": "PT0S", "parameters": params or {}})
+    return json.dumps(
+        {
+            "version": "2",
+            "id": sid,
+            "type": type_,
+            "seq": seq,
+            "serverseq": 0,
+            "position": "PT0S",
+            "parameters": params or {},
+        }
+    )
 
 
 def _ah_open(sid: str) -> str:
-    return _ah("open", 1, sid, {
-        "organizationId": str(uuid.uuid4()), "conversationId": sid,
-        "participant": {"id": str(uuid.uuid4()), "ani": "", "aniName": "", "dnis": ""},
-        "media": [{"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000}]})
+    return _ah(
+        "open",
+        1,
+        sid,
+        {
+            "organizationId": str(uuid.uuid4()),
+            "conversationId": sid,
+            "participant": {"id": str(uuid.uuid4()), "ani": "", "aniName": "", "dnis": ""},
+            "media": [
+                {
+                    "type": "audio",
+                    "format": "PCMU",
+                    "channels": ["external", "internal"],
+                    "rate": 8000,
+                }
+            ],
+        },
+    )
 
 
 def test_audiohook_ping_pong_and_bad_seq(url: str) -> None:
@@ -200,18 +271,33 @@ def test_audiohook_audio_before_open_is_refused(url: str) -> None:
     with connect(f"{url}/v1/ingest/audiohook") as ws:
         ws.send(bytes(320))
         disc = json.loads(ws.recv(timeout=10))
-        assert disc["type"] == "disconnect" and "outside an open session" in disc["parameters"]["info"]
+        assert (
+            disc["type"] == "disconnect" and "outside an open session" in disc["parameters"]["info"]
+        )
 
 
 def test_raw_bad_start_and_bad_frames(url: str) -> None:
     with connect(f"{url}/v1/ingest/raw") as ws:
         ws.send(json.dumps({"type": "start", "sample_rate": 11025, "encoding": "opus"}))
         err = json.loads(ws.recv(timeout=10))
-        assert err["type"] == "error" and "sample_rate" in err["message"] and "encoding" in err["message"]
+        assert (
+            err["type"] == "error"
+            and "sample_rate" in err["message"]
+            and "encoding" in err["message"]
+        )
     call_id = f"raw-{uuid.uuid4().hex[:8]}"
     with connect(f"{url}/v1/ingest/raw") as ws:
-        ws.send(json.dumps({"type": "start", "call_id": call_id, "sample_rate": 16000, "encoding": "pcm16",
-                            "channels": ["agent", "customer"]}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "start",
+                    "call_id": call_id,
+                    "sample_rate": 16000,
+                    "encoding": "pcm16",
+                    "channels": ["agent", "customer"],
+                }
+            )
+        )
         assert json.loads(ws.recv(timeout=10))["type"] == "started"
         ws.send(b"\x00\x01\x02")  # not a whole stereo sample
         assert "whole number" in json.loads(ws.recv(timeout=10))["message"]
@@ -224,7 +310,11 @@ def test_raw_bad_start_and_bad_frames(url: str) -> None:
 def test_oversize_frame_ends_the_call_and_keeps_its_data(url: str) -> None:
     call_id = f"raw-{uuid.uuid4().hex[:8]}"
     with connect(f"{url}/v1/ingest/raw") as ws:
-        ws.send(json.dumps({"type": "start", "call_id": call_id, "sample_rate": 16000, "channels": ["agent"]}))
+        ws.send(
+            json.dumps(
+                {"type": "start", "call_id": call_id, "sample_rate": 16000, "channels": ["agent"]}
+            )
+        )
         ws.recv(timeout=10)
         ws.send(bytes(32000))  # 1 s of silence: accepted
         with pytest.raises(Exception):  # noqa: B017 - the server closes with 1009
@@ -239,7 +329,9 @@ def test_hang_up_mid_utterance_keeps_the_last_words(url: str) -> None:
     timeline = json.loads((DEMO / "cancel_call.timeline.json").read_text())
     turn = next(t for t in timeline["turns"] if t["t"] > 20 and t["t_end"] - t["t"] > 4)
     cut = (turn["t"] + turn["t_end"]) / 2
-    res = asyncio.run(replay(url, str(DEMO / "cancel_call.wav"), protocol="twilio", speed=8.0, drop_at_s=cut))
+    res = asyncio.run(
+        replay(url, str(DEMO / "cancel_call.wav"), protocol="twilio", speed=8.0, drop_at_s=cut)
+    )
     detail = wait_ended(url, res.call_id)
     assert detail["ended_reason"] == "disconnected"
     last = detail["transcript"][-1]

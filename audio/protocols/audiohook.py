@@ -29,8 +29,12 @@ ROLE = {"external": "customer", "internal": "agent"}
 RATE = 8000
 _DURATION = re.compile(r"^PT(\d*\.?\d+)S$")
 SIGNED_COMPONENTS = (
-    "@request-target", "@authority", "audiohook-organization-id", "audiohook-session-id",
-    "audiohook-correlation-id", "x-api-key",
+    "@request-target",
+    "@authority",
+    "audiohook-organization-id",
+    "audiohook-session-id",
+    "audiohook-correlation-id",
+    "x-api-key",
 )
 
 
@@ -52,8 +56,12 @@ def signature_base(headers: dict[str, str], target: str, authority: str, params:
 
 
 def verify_signature(
-    headers: dict[str, str], target: str, authority: str, client_secret: str,
-    now: float | None = None, max_age_s: float = 30.0,
+    headers: dict[str, str],
+    target: str,
+    authority: str,
+    client_secret: str,
+    now: float | None = None,
+    max_age_s: float = 30.0,
 ) -> str | None:
     """Check the RFC 9421 HMAC-SHA256 signature Genesys puts on the upgrade request.
 
@@ -63,7 +71,7 @@ def verify_signature(
     sig = headers.get("signature", "")
     if not sig_input.startswith("sig1=") or not sig.startswith("sig1=:"):
         return "missing or malformed Signature / Signature-Input"
-    params = sig_input[len("sig1="):]
+    params = sig_input[len("sig1=") :]
     comps = re.match(r"^\(([^)]*)\)", params)
     if not comps or tuple(c.strip('"') for c in comps.group(1).split()) != SIGNED_COMPONENTS:
         return "signature does not cover the required components"
@@ -83,7 +91,7 @@ def verify_signature(
     key = base64.b64decode(client_secret)
     base = signature_base(headers, target, authority, params)
     expected = base64.b64encode(hmac.new(key, base.encode(), hashlib.sha256).digest()).decode()
-    given = sig[len("sig1=:"):].rstrip(":")
+    given = sig[len("sig1=:") :].rstrip(":")
     return None if hmac.compare_digest(expected, given) else "signature mismatch"
 
 
@@ -102,13 +110,21 @@ class AudioHookAdapter:
     # -- replies -------------------------------------------------------------------------
     def _msg(self, type_: str, parameters: dict[str, Any] | None = None) -> str:
         self._seq += 1
-        return json.dumps({
-            "version": "2", "id": self.session_id or "", "type": type_, "seq": self._seq,
-            "clientseq": self._clientseq, "parameters": parameters or {},
-        })
+        return json.dumps(
+            {
+                "version": "2",
+                "id": self.session_id or "",
+                "type": type_,
+                "seq": self._seq,
+                "clientseq": self._clientseq,
+                "parameters": parameters or {},
+            }
+        )
 
     def _fail(self, info: str) -> ProtocolError:
-        return ProtocolError(info, fatal=False, replies=[self._msg("disconnect", {"reason": "error", "info": info})])
+        return ProtocolError(
+            info, fatal=False, replies=[self._msg("disconnect", {"reason": "error", "info": info})]
+        )
 
     # -- input ---------------------------------------------------------------------------
     def on_text(self, text: str) -> Feed:
@@ -119,7 +135,7 @@ class AudioHookAdapter:
         if not isinstance(msg, dict):
             raise self._fail("message is not a JSON object")
         if msg.get("version") != "2":
-            raise self._fail(f"unsupported version {msg.get('version')!r}; expected \"2\"")
+            raise self._fail(f'unsupported version {msg.get("version")!r}; expected "2"')
         seq = msg.get("seq")
         if not isinstance(seq, int) or seq != self._clientseq + 1:
             raise self._fail(f"bad seq {seq!r}; expected {self._clientseq + 1}")
@@ -151,7 +167,7 @@ class AudioHookAdapter:
         if kind in ("resumed", "discarded"):
             self._paused = False if kind == "resumed" else self._paused
             gap = parse_duration(params.get("discarded", "PT0S"))
-            n = int(round(gap * RATE))
+            n = round(gap * RATE)
             feed = Feed()
             if n > 0:  # keep the channels on the call clock across the lost audio
                 feed.audio = [(i, d.silence(n)) for i, d in enumerate(self._decoders)]
@@ -180,14 +196,24 @@ class AudioHookAdapter:
         if chosen is None:
             # Spec: an empty media list in 'opened' means "no audio", then we end the session.
             reply = self._msg("opened", {"media": []})
-            return Feed(replies=[reply, self._msg("disconnect", {
-                "reason": "error", "info": "no offered media is PCMU at 8000 Hz"})])
+            return Feed(
+                replies=[
+                    reply,
+                    self._msg(
+                        "disconnect",
+                        {"reason": "error", "info": "no offered media is PCMU at 8000 Hz"},
+                    ),
+                ]
+            )
         conv = params.get("conversationId")
         if not isinstance(conv, str) or not conv:
             raise self._fail("open.parameters.conversationId is required")
-        custom = params.get("customConfig") if isinstance(params.get("customConfig"), dict) else {}
+        raw_custom = params.get("customConfig")
+        custom: dict[str, Any] = raw_custom if isinstance(raw_custom, dict) else {}
         lang = params.get("language")
-        participant = params.get("participant") if isinstance(params.get("participant"), dict) else {}
+        participant = (
+            params.get("participant") if isinstance(params.get("participant"), dict) else {}
+        )
         self._decoders = [ChannelDecoder("mulaw", RATE) for _ in chosen["channels"]]
         self.info = CallInfo(
             call_id=conv,
@@ -195,19 +221,31 @@ class AudioHookAdapter:
             channels=[ROLE[c] for c in chosen["channels"]],
             agent_id=str(custom["agent_id"]) if custom.get("agent_id") else None,
             language=lang.split("-")[0].lower() if isinstance(lang, str) else None,
-            metadata={"sessionId": sid, "organizationId": params.get("organizationId"),
-                      "participant": participant, "probe": conv == "00000000-0000-0000-0000-000000000000"},
+            metadata={
+                "sessionId": sid,
+                "organizationId": params.get("organizationId"),
+                "participant": participant,
+                "probe": conv == "00000000-0000-0000-0000-000000000000",
+            },
         )
-        return Feed(started=self.info, replies=[self._msg("opened", {"media": [chosen], "startPaused": False})])
+        return Feed(
+            started=self.info,
+            replies=[self._msg("opened", {"media": [chosen], "startPaused": False})],
+        )
 
     @staticmethod
     def _choose_media(media: list[Any]) -> dict[str, Any] | None:
         """Prefer stereo PCMU (both parties), else mono PCMU; exactly as offered."""
         ok = [
-            m for m in media
-            if isinstance(m, dict) and m.get("type") == "audio" and m.get("format") == "PCMU"
-            and m.get("rate") == RATE and isinstance(m.get("channels"), list)
-            and 1 <= len(m["channels"]) <= 2 and all(c in ROLE for c in m["channels"])
+            m
+            for m in media
+            if isinstance(m, dict)
+            and m.get("type") == "audio"
+            and m.get("format") == "PCMU"
+            and m.get("rate") == RATE
+            and isinstance(m.get("channels"), list)
+            and 1 <= len(m["channels"]) <= 2
+            and all(c in ROLE for c in m["channels"])
         ]
         ok.sort(key=lambda m: -len(m["channels"]))
         return ok[0] if ok else None
@@ -221,7 +259,13 @@ class AudioHookAdapter:
             parts = deinterleave(data, len(self._decoders), 1)
         except ProtocolError as exc:
             raise self._fail(str(exc)) from exc
-        return Feed(audio=[(i, d.decode(p)) for i, (d, p) in enumerate(zip(self._decoders, parts, strict=True))])
+        return Feed(
+            audio=[
+                (i, d.decode(p)) for i, (d, p) in enumerate(zip(self._decoders, parts, strict=True))
+            ]
+        )
 
     def on_disconnect(self) -> Feed:
-        return Feed(ended="disconnected", audio=[(i, d.flush()) for i, d in enumerate(self._decoders)])
+        return Feed(
+            ended="disconnected", audio=[(i, d.flush()) for i, d in enumerate(self._decoders)]
+        )

@@ -34,7 +34,9 @@ class Feed:
 class ProtocolError(ValueError):
     """A message broke the protocol. ``fatal`` ends the call (after ``replies`` are sent)."""
 
-    def __init__(self, message: str, fatal: bool = False, replies: list[str | bytes] | None = None) -> None:
+    def __init__(
+        self, message: str, fatal: bool = False, replies: list[str | bytes] | None = None
+    ) -> None:
         super().__init__(message)
         self.fatal = fatal
         self.replies = replies or []

@@ -41,25 +41,35 @@ class RawAdapter:
         try:
             msg = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ProtocolError(f"malformed JSON: {exc}", replies=[_error(f"malformed JSON: {exc}")]) from exc
+            raise ProtocolError(
+                f"malformed JSON: {exc}", replies=[_error(f"malformed JSON: {exc}")]
+            ) from exc
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-            raise ProtocolError("message must be a JSON object with a 'type'",
-                                replies=[_error("message must be a JSON object with a 'type'")])
+            raise ProtocolError(
+                "message must be a JSON object with a 'type'",
+                replies=[_error("message must be a JSON object with a 'type'")],
+            )
         kind = msg["type"]
         if kind == "start":
             return self._start(msg)
         if self.info is None:
-            raise ProtocolError(f"'{kind}' before 'start'", fatal=True, replies=[_error(f"'{kind}' before 'start'")])
+            raise ProtocolError(
+                f"'{kind}' before 'start'", fatal=True, replies=[_error(f"'{kind}' before 'start'")]
+            )
         if kind == "stop":
             feed = Feed(ended=str(msg.get("reason") or "completed"), close=True)
             feed.audio = [(i, d.flush()) for i, d in enumerate(self._decoders)]
             feed.replies.append(json.dumps({"type": "stopped", "call_id": self.info.call_id}))
             return feed
-        raise ProtocolError(f"unknown message type {kind!r}", replies=[_error(f"unknown message type {kind!r}")])
+        raise ProtocolError(
+            f"unknown message type {kind!r}", replies=[_error(f"unknown message type {kind!r}")]
+        )
 
     def _start(self, msg: dict[str, Any]) -> Feed:
         if self.info is not None:
-            raise ProtocolError("second 'start' on one connection", replies=[_error("call already started")])
+            raise ProtocolError(
+                "second 'start' on one connection", replies=[_error("call already started")]
+            )
         problems = []
         rate = msg.get("sample_rate")
         if not isinstance(rate, int) or not streamable(rate) or not 8000 <= rate <= 48000:
@@ -68,15 +78,21 @@ class RawAdapter:
         if encoding not in ENCODINGS:
             problems.append(f"encoding must be one of {sorted(ENCODINGS)}")
         channels = msg.get("channels", ["agent", "customer"])
-        if (not isinstance(channels, list) or not 1 <= len(channels) <= 2
-                or any(c not in ROLES for c in channels) or len(set(channels)) != len(channels)):
+        if (
+            not isinstance(channels, list)
+            or not 1 <= len(channels) <= 2
+            or any(c not in ROLES for c in channels)
+            or len(set(channels)) != len(channels)
+        ):
             problems.append('channels must list 1 or 2 distinct roles from ["agent", "customer"]')
         call_id = msg.get("call_id") or f"raw-{uuid.uuid4().hex[:12]}"
         if not isinstance(call_id, str) or len(call_id) > 128:
             problems.append("call_id must be a string of at most 128 characters")
         if problems:
             text = "; ".join(problems)
-            raise ProtocolError(f"bad start: {text}", fatal=True, replies=[_error(f"bad start: {text}")])
+            raise ProtocolError(
+                f"bad start: {text}", fatal=True, replies=[_error(f"bad start: {text}")]
+            )
         assert isinstance(rate, int)
         self._sample_bytes = ENCODINGS[encoding]
         self._decoders = [ChannelDecoder(encoding, rate) for _ in channels]
@@ -89,17 +105,27 @@ class RawAdapter:
             language=str(lang) if lang else None,
             metadata={"sample_rate": rate, "encoding": encoding},
         )
-        return Feed(started=self.info, replies=[json.dumps({"type": "started", "call_id": call_id})])
+        return Feed(
+            started=self.info, replies=[json.dumps({"type": "started", "call_id": call_id})]
+        )
 
     def on_bytes(self, data: bytes) -> Feed:
         if self.info is None:
-            raise ProtocolError("audio before 'start'", fatal=True, replies=[_error("audio before 'start'")])
+            raise ProtocolError(
+                "audio before 'start'", fatal=True, replies=[_error("audio before 'start'")]
+            )
         try:
             parts = deinterleave(data, len(self._decoders), self._sample_bytes)
         except ProtocolError as exc:
             exc.replies = [_error(str(exc))]
             raise
-        return Feed(audio=[(i, d.decode(p)) for i, (d, p) in enumerate(zip(self._decoders, parts, strict=True))])
+        return Feed(
+            audio=[
+                (i, d.decode(p)) for i, (d, p) in enumerate(zip(self._decoders, parts, strict=True))
+            ]
+        )
 
     def on_disconnect(self) -> Feed:
-        return Feed(ended="disconnected", audio=[(i, d.flush()) for i, d in enumerate(self._decoders)])
+        return Feed(
+            ended="disconnected", audio=[(i, d.flush()) for i, d in enumerate(self._decoders)]
+        )

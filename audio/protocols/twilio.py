@@ -30,7 +30,8 @@ GAP_TOLERANCE = 80  # samples (10 ms) of timestamp jitter accepted without filli
 
 def signature(auth_token: str, url: str, params: dict[str, str] | None = None) -> str:
     """X-Twilio-Signature: base64 HMAC-SHA1 of the URL plus sorted POST params."""
-    data = url + "".join(k + params[k] for k in sorted(params or {}))
+    params = params or {}
+    data = url + "".join(k + params[k] for k in sorted(params))
     mac = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
     return base64.b64encode(mac).decode()
 
@@ -102,11 +103,18 @@ class TwilioAdapter:
         if not isinstance(start, dict):
             raise ProtocolError("'start' without a start object", fatal=True)
         fmt = start.get("mediaFormat") or {}
-        if fmt.get("encoding", "audio/x-mulaw") != "audio/x-mulaw" or int(fmt.get("sampleRate", RATE)) != RATE:
-            raise ProtocolError(f"unsupported mediaFormat {fmt}; expected audio/x-mulaw at 8000 Hz", fatal=True)
+        if (
+            fmt.get("encoding", "audio/x-mulaw") != "audio/x-mulaw"
+            or int(fmt.get("sampleRate", RATE)) != RATE
+        ):
+            raise ProtocolError(
+                f"unsupported mediaFormat {fmt}; expected audio/x-mulaw at 8000 Hz", fatal=True
+            )
         tracks = start.get("tracks") or ["inbound"]
         if not isinstance(tracks, list) or not tracks or any(t not in TRACK_ROLE for t in tracks):
-            raise ProtocolError(f"tracks must be 'inbound' and/or 'outbound', got {tracks!r}", fatal=True)
+            raise ProtocolError(
+                f"tracks must be 'inbound' and/or 'outbound', got {tracks!r}", fatal=True
+            )
         ordered = [t for t in ("outbound", "inbound") if t in tracks]  # agent first
         self._index = {t: i for i, t in enumerate(ordered)}
         self._decoders = {t: ChannelDecoder("mulaw", RATE) for t in ordered}
@@ -123,8 +131,12 @@ class TwilioAdapter:
             channels=[TRACK_ROLE[t] for t in ordered],
             agent_id=str(params["agent_id"]) if params.get("agent_id") else None,
             language=str(params["language"]) if params.get("language") else None,
-            metadata={"streamSid": self.stream_sid, "callSid": start.get("callSid"),
-                      "accountSid": start.get("accountSid"), "customParameters": params},
+            metadata={
+                "streamSid": self.stream_sid,
+                "callSid": start.get("callSid"),
+                "accountSid": start.get("accountSid"),
+                "customParameters": params,
+            },
         )
         feed.started = self.info
         return feed
@@ -150,10 +162,14 @@ class TwilioAdapter:
             gap = expected - dec.samples_in
             if gap > GAP_TOLERANCE:
                 feed.audio.append((self._index[track], dec.silence(gap)))
-                feed.warnings.append(f"{track}: {gap / RATE * 1000:.0f} ms of audio missing, filled with silence")
+                feed.warnings.append(
+                    f"{track}: {gap / RATE * 1000:.0f} ms of audio missing, filled with silence"
+                )
         feed.audio.append((self._index[track], dec.decode(payload)))
         return feed
 
     def on_disconnect(self) -> Feed:
-        return Feed(ended="disconnected",
-                    audio=[(self._index[t], d.flush()) for t, d in self._decoders.items()])
+        return Feed(
+            ended="disconnected",
+            audio=[(self._index[t], d.flush()) for t, d in self._decoders.items()],
+        )

@@ -1,0 +1,124 @@
+"""``callwatch demo``: a live server on localhost with the bundled demo calls replayed into
+it, one per protocol, printing the events agents and supervisors would see."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from assist.replay import replay
+from assist.server import MAX_FRAME_BYTES, App, ServerConfig, create_app
+
+DEMO_CALLS = Path(__file__).resolve().parents[1] / "demo" / "calls"
+PLAN = [
+    ("clean_call", "twilio", "sarah"),
+    ("breach_call", "audiohook", "emma"),
+    ("cancel_call", "raw", "sarah"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(state: App, port: int | None = None) -> Iterator[str]:
+    """Run ``state`` behind uvicorn in a thread; yield its ``ws://127.0.0.1:PORT``."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        create_app(state.config, state=state),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws_max_size=MAX_FRAME_BYTES,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"server did not start on port {port}")
+        time.sleep(0.05)
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def run_demo(
+    speed: float = 1.0, model: str = "tiny.en", partials: bool = False, port: int | None = None
+) -> int:
+    from assist.cli import _print_event
+
+    missing = [n for n, _, _ in PLAN if not (DEMO_CALLS / f"{n}.wav").exists()]
+    if missing:
+        print(f"error: demo calls missing: {missing} (run `make demo-calls`)", file=sys.stderr)
+        return 1
+    print(f"loading {model} and starting the server ...", file=sys.stderr)
+    state = App(ServerConfig(model=model))
+
+    def on_event(ev: dict[str, Any], lat: float) -> None:
+        if ev["type"] == "transcript.partial" and not partials:
+            return
+        _print_event(ev, lat)
+
+    async def all_calls(url: str) -> list[Any]:
+        return await asyncio.gather(
+            *(
+                replay(
+                    url,
+                    str(DEMO_CALLS / f"{name}.wav"),
+                    protocol=proto,
+                    speed=speed,
+                    call_id=f"demo-{name}",
+                    agent_id=agent,
+                    on_event=on_event,
+                )
+                for name, proto, agent in PLAN
+            )
+        )
+
+    try:
+        with running_server(state, port) as url:
+            print(
+                f"server on {url.replace('ws://', 'http://')} - replaying {len(PLAN)} demo calls "
+                f"at {speed:g}x (twilio, audiohook, raw)\n",
+                file=sys.stderr,
+            )
+            results = asyncio.run(all_calls(url))
+            print("\nsummary", file=sys.stderr)
+            for (name, proto, _), res in zip(PLAN, results, strict=True):
+                alerts = [e for e in res.events if e["type"] == "alert"]
+                card = next(
+                    (e for e in res.events if e["type"] == "scorecard"), {"score": float("nan")}
+                )
+                finals = sorted(x for x in res.latency.get("transcript.final", []) if x == x)
+                p50 = finals[len(finals) // 2] if finals else float("nan")
+                print(
+                    f"  {name:<12} via {proto:<9} score {card['score']:5.1f}  alerts {len(alerts):2d}  "
+                    f"final latency p50 {p50:.2f} s",
+                    file=sys.stderr,
+                )
+    finally:
+        state.close()
+    return 0
