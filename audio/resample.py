@@ -53,6 +53,8 @@ class StreamResampler:
         self._taps = (firwin(n_taps, cutoff) * self.up).astype(np.float64)
         self._zi = lfilter_zi(self._taps, [1.0]) * 0.0
         self._pos = 0  # upsampled samples consumed before the current chunk
+        self._in = 0  # input samples seen
+        self._out = 0  # output samples produced
         self._delay = (n_taps - 1) // 2  # group delay in upsampled samples
 
     def process(self, samples: Float32Array) -> Float32Array:
@@ -60,6 +62,12 @@ class StreamResampler:
             return samples.astype(np.float32, copy=False)
         if samples.size == 0:
             return np.zeros(0, dtype=np.float32)
+        self._in += samples.size
+        out = self._filter(samples)
+        self._out += out.size
+        return out
+
+    def _filter(self, samples: Float32Array) -> Float32Array:
         stuffed = np.zeros(samples.size * self.up, dtype=np.float64)
         stuffed[:: self.up] = samples
         filtered, self._zi = lfilter(self._taps, [1.0], stuffed, zi=self._zi)
@@ -73,12 +81,15 @@ class StreamResampler:
         return picked.astype(np.float32)
 
     def flush(self) -> Float32Array:
-        """Push out the filter's delayed tail (end of stream)."""
+        """Push out the filter's delayed tail (end of stream): exactly enough samples that
+        the whole output is ``round(input * rate_out / rate_in)`` long."""
         if self.passthrough:
             return np.zeros(0, dtype=np.float32)
         tail_in = int(np.ceil((self._delay + self.down) / self.up)) + 1
-        out = self.process(np.zeros(tail_in, dtype=np.float32))
-        return out
+        tail = self._filter(np.zeros(tail_in, dtype=np.float32))
+        want = max(0, round(self._in * self.up / self.down) - self._out)
+        self._out += min(want, tail.size)
+        return tail[:want]
 
 
 def to_16k(samples: Float32Array, rate: int) -> Float32Array:
@@ -90,6 +101,4 @@ def to_16k(samples: Float32Array, rate: int) -> Float32Array:
         g = gcd(rate, SAMPLE_RATE)
         return np.asarray(resample_poly(samples, SAMPLE_RATE // g, rate // g), dtype=np.float32)
     rs = StreamResampler(rate)
-    out = np.concatenate([rs.process(samples), rs.flush()])
-    expected = round(samples.size * SAMPLE_RATE / rate)
-    return out[:expected]
+    return np.concatenate([rs.process(samples), rs.flush()])

@@ -123,9 +123,9 @@ def synthesize(
         sox = require(tools, "sox", "sox")
         fast = workdir / "turn_tempo.wav"
         tempo = f"{wpm / FESTIVAL_NATURAL_WPM:.3f}"
-        subprocess.run(
-            [sox, str(wav), str(fast), "tempo", "-s", tempo], check=True, capture_output=True
-        )
+        # -R -D: repeatable and no dither, so the output is byte-identical run to run
+        cmd = [sox, "-R", "-D", str(wav), str(fast), "tempo", "-s", tempo]
+        subprocess.run(cmd, check=True, capture_output=True)
         wav.unlink()
         wav = fast
     audio, sr = sf.read(str(wav), dtype="float64", always_2d=True)
@@ -153,11 +153,11 @@ def resolve_voice(defaults: dict, call: dict, turn: dict) -> tuple[str, int, int
     base = dict(defaults.get(spk, {}))
     base.update((call.get("voices") or {}).get(spk, {}))
     voice = turn.get("voice", base.get("voice"))
-    wpm: int = turn.get("words_per_minute", base.get("words_per_minute", 160))
+    wpm = int(turn.get("words_per_minute") or base.get("words_per_minute") or 160)
     pitch = turn.get("pitch", base.get("pitch"))
     if not voice:
         raise GenerationError(f"no voice configured for speaker {spk!r}")
-    return voice, int(wpm), pitch
+    return voice, wpm, pitch
 
 
 def render_call(
@@ -274,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         print(f"using {versions}")
         with tempfile.TemporaryDirectory(prefix="make_demo_calls_") as tmp:
-            for k, call in enumerate(calls):
+            for call in calls:
+                # the seed follows the call's place in the script, so --only reproduces it
+                k = [c["name"] for c in spec["calls"]].index(call["name"])
                 audio, timeline = render_call(tools, defaults, call, args.seed + k, Path(tmp))
                 dur = timeline["duration_s"]
                 if not MIN_DURATION_S <= dur <= MAX_DURATION_S:
