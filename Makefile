@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install dev demo test lint typecheck check bench demo-calls clean
+.PHONY: install dev demo audit-demo test lint typecheck check demo-calls clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "callwatch needs Python 3.11")'
@@ -23,8 +23,12 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.lock
 install: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
-## Audit the bundled demo calls with the default rules and print the report.
+## Start a live server and replay the three demo calls into it (Twilio, AudioHook, raw).
 demo: install
+	$(BIN)/callwatch demo
+
+## Audit the bundled demo calls offline and print the report.
+audit-demo: install
 	$(BIN)/callwatch audit demo/calls/clean_call.wav demo/calls/breach_call.wav demo/calls/cancel_call.wav
 
 ## Install everything and run the whole test suite.
@@ -40,7 +44,7 @@ typecheck: dev
 
 check: lint typecheck test
 
-## Regenerate the demo calls (needs espeak-ng).
+## Regenerate the demo calls (needs festival, festvox-us-slt-hts, festvox-kallpc16k, sox).
 demo-calls: install
 	$(BIN)/python scripts/make_demo_calls.py --out demo/calls
 

@@ -40,10 +40,11 @@ def items(data: Path) -> list[tuple[str, Path, int, str]]:
     )
     stm = data / "diarization/pyannote_sample/sample.stm"
     if stm.exists():
+        # STM columns: file channel speaker start end text
         ref = " ".join(
-            line.split(None, 6)[6]
+            line.split(None, 5)[5]
             for line in stm.read_text().splitlines()
-            if line.strip() and not line.startswith(";;") and len(line.split(None, 6)) == 7
+            if line.strip() and not line.startswith(";;") and len(line.split(None, 5)) == 6
         )
         out.append(("pyannote_phone", data / "diarization/pyannote_sample/sample.wav", 0, ref))
     return out

@@ -23,7 +23,15 @@ import re
 import time
 from typing import Any
 
-from audio.protocols.base import CallInfo, ChannelDecoder, Feed, ProtocolError, deinterleave
+from audio.protocols.base import (
+    CallInfo,
+    ChannelDecoder,
+    Feed,
+    ProtocolError,
+    decode_all,
+    deinterleave,
+    flush_all,
+)
 
 ROLE = {"external": "customer", "internal": "agent"}
 RATE = 8000
@@ -158,7 +166,7 @@ class AudioHookAdapter:
         if kind == "close":
             self._closed = True
             feed = Feed(ended=str(params.get("reason") or "end"), close=False)
-            feed.audio = [(i, d.flush()) for i, d in enumerate(self._decoders)]
+            feed.audio = flush_all(self._decoders)
             feed.replies.append(self._msg("closed"))
             return feed
         if kind == "paused":
@@ -259,13 +267,7 @@ class AudioHookAdapter:
             parts = deinterleave(data, len(self._decoders), 1)
         except ProtocolError as exc:
             raise self._fail(str(exc)) from exc
-        return Feed(
-            audio=[
-                (i, d.decode(p)) for i, (d, p) in enumerate(zip(self._decoders, parts, strict=True))
-            ]
-        )
+        return Feed(audio=decode_all(self._decoders, parts))
 
     def on_disconnect(self) -> Feed:
-        return Feed(
-            ended="disconnected", audio=[(i, d.flush()) for i, d in enumerate(self._decoders)]
-        )
+        return Feed(ended="disconnected", audio=flush_all(self._decoders))

@@ -75,3 +75,15 @@ def deinterleave(data: bytes, channels: int, sample_bytes: int) -> list[bytes]:
         return [data]
     arr = np.frombuffer(data, dtype=np.uint8).reshape(-1, channels, sample_bytes)
     return [arr[:, c, :].tobytes() for c in range(channels)]
+
+
+def decode_all(
+    decoders: list[ChannelDecoder], parts: list[bytes]
+) -> list[tuple[int, Float32Array]]:
+    """One de-interleaved frame through each channel's decoder."""
+    return [(i, d.decode(p)) for i, (d, p) in enumerate(zip(decoders, parts, strict=True))]
+
+
+def flush_all(decoders: list[ChannelDecoder]) -> list[tuple[int, Float32Array]]:
+    """End of stream: each channel's resampler tail."""
+    return [(i, d.flush()) for i, d in enumerate(decoders)]

@@ -18,7 +18,15 @@ import json
 import uuid
 from typing import Any
 
-from audio.protocols.base import CallInfo, ChannelDecoder, Feed, ProtocolError, deinterleave
+from audio.protocols.base import (
+    CallInfo,
+    ChannelDecoder,
+    Feed,
+    ProtocolError,
+    decode_all,
+    deinterleave,
+    flush_all,
+)
 from audio.resample import streamable
 
 ENCODINGS = {"pcm16": 2, "mulaw": 1, "alaw": 1}
@@ -58,7 +66,7 @@ class RawAdapter:
             )
         if kind == "stop":
             feed = Feed(ended=str(msg.get("reason") or "completed"), close=True)
-            feed.audio = [(i, d.flush()) for i, d in enumerate(self._decoders)]
+            feed.audio = flush_all(self._decoders)
             feed.replies.append(json.dumps({"type": "stopped", "call_id": self.info.call_id}))
             return feed
         raise ProtocolError(
@@ -119,13 +127,7 @@ class RawAdapter:
         except ProtocolError as exc:
             exc.replies = [_error(str(exc))]
             raise
-        return Feed(
-            audio=[
-                (i, d.decode(p)) for i, (d, p) in enumerate(zip(self._decoders, parts, strict=True))
-            ]
-        )
+        return Feed(audio=decode_all(self._decoders, parts))
 
     def on_disconnect(self) -> Feed:
-        return Feed(
-            ended="disconnected", audio=[(i, d.flush()) for i, d in enumerate(self._decoders)]
-        )
+        return Feed(ended="disconnected", audio=flush_all(self._decoders))
