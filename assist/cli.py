@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--beam-size", type=int, default=1)
     a.add_argument("--threads", type=int, default=1, help="CPU threads for the model")
     a.add_argument(
-        "--vad", type=int, choices=[0, 1, 2, 3], default=2, help="webrtcvad aggressiveness"
+        "--vad", type=int, choices=[0, 1, 2, 3], default=3, help="webrtcvad aggressiveness"
     )
     a.add_argument(
         "--db",
@@ -270,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=int(os.environ.get("CALLWATCH_PORT", "8080")))
     s.add_argument("--model", default=os.environ.get("CALLWATCH_MODEL", "tiny.en"))
     s.add_argument("--threads", type=int, default=1, help="CPU threads per model call")
-    s.add_argument("--workers", type=int, default=1, help="ASR worker threads sharing the model")
+    s.add_argument("--workers", type=int, default=2, help="ASR calls in parallel on the shared model (one per core)")
     s.add_argument("--rules", metavar="DIR")
-    s.add_argument("--vad", type=int, choices=[0, 1, 2, 3], default=2)
+    s.add_argument("--vad", type=int, choices=[0, 1, 2, 3], default=3)
     s.add_argument("--no-partials", action="store_true", help="finals only (saves CPU)")
     s.add_argument("--db", metavar="URL")
     s.add_argument("--no-store", action="store_true")

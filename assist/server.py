@@ -48,7 +48,7 @@ MAX_PROTOCOL_ERRORS = 50  # a stream that keeps sending garbage is ended
 class ServerConfig:
     model: str = "tiny.en"
     threads: int = 1
-    workers: int = 1
+    workers: int = 2  # ASR calls in parallel (one CPU thread each): one per core
     max_batch: int = 4
     rules: str | None = None
     db_url: str | None = None
@@ -73,13 +73,17 @@ class App:
         packs: list[RulePack] | None = None,
     ) -> None:
         self.config = config
-        self.asr = asr or WhisperAsr(AsrConfig(model=config.model, threads=config.threads))
+        self.asr = asr or WhisperAsr(
+            AsrConfig(model=config.model, threads=config.threads, workers=config.workers)
+        )
         self.packs = (
             packs
             if packs is not None
             else (load_packs(config.rules) if config.rules else load_packs())
         )
-        self.scheduler = AsrScheduler(self.asr, max_batch=config.max_batch, workers=config.workers)
+        self.scheduler = AsrScheduler(
+            self.asr, max_batch=config.max_batch, workers=min(config.workers, self.asr.config.workers)
+        )
         self.bus = EventBus()
         self.store = Store(config.db_url) if config.store else None
         self.calls = CallManager(

@@ -6,7 +6,8 @@
 Without ``--url`` it starts its own server (one model, one ASR worker) in this process on a
 free port. Per N it prints percentiles of: partial latency (end of the partial's last word
 in call time -> event received), final latency (end of the utterance -> final received),
-silence-alert latency (threshold crossing -> alert received), ASR lag (server metric,
+silence-alert latency (threshold crossing -> alert received, from one extra demo call with
+14 s of dead air replayed alongside), ASR lag (server metric,
 sampled every second), process CPU and peak RSS; and the largest N whose p95 final latency
 stays within 1.5 s. Clients and server share the machine, so the figures include the
 clients' own cost.
@@ -93,6 +94,17 @@ async def run_level(url: str, n: int, agent: str, caller: str, protocol: str) ->
     partials: list[float] = []
     silences: list[float] = []
     for r in results:
+        if r.call_id.endswith("-probe"):
+            silences += [
+                lat
+                for ev, lat in zip(
+                    [e for e in r.events if e["type"] == "alert"],
+                    r.latency.get("alert", []),
+                    strict=False,
+                )
+                if ev.get("rule_id") == "dead_air"
+            ]
+            continue
         finals += r.latency.get("transcript.final", [])
         partials += r.latency.get("transcript.partial", [])
         silences += [
@@ -127,7 +139,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120.0, help="replay this much of the call")
     ap.add_argument("--protocol", default="twilio")
     ap.add_argument("--model", default="tiny.en")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--url")
     args = ap.parse_args()
     import tempfile

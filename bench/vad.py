@@ -59,7 +59,7 @@ def score_clip(wav: Path, scv: Path, cfg: VadConfig, raw: bool = False) -> np.nd
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--aggressiveness", type=int, default=2)
+    ap.add_argument("--aggressiveness", type=int, default=3)
     args = ap.parse_args()
     cfg = VadConfig(aggressiveness=args.aggressiveness)
     clips = sorted(args.data.glob("*.wav"))

@@ -65,7 +65,8 @@ class Transcript:
 class AsrConfig:
     model: str = "tiny.en"
     compute_type: str = "int8"
-    threads: int = 1
+    threads: int = 1  # CPU threads per model call
+    workers: int = 1  # model calls that may run at the same time (one thread each)
     beam_size: int = 1
     language: str | None = "en"  # None: detect per clip (multilingual models only)
     pad_s: float = 0.5  # silence appended so the last word is not cut by the window
@@ -79,7 +80,7 @@ class AsrConfig:
 
 
 class WhisperAsr:
-    """One loaded model; ``transcribe_batch`` is safe to call from one thread at a time."""
+    """One loaded model; ``transcribe_batch`` may be called from ``workers`` threads at once."""
 
     def __init__(self, config: AsrConfig | None = None) -> None:
         from faster_whisper import WhisperModel
@@ -93,6 +94,7 @@ class WhisperAsr:
             device="cpu",
             compute_type=self.config.compute_type,
             cpu_threads=self.config.threads,
+            num_workers=self.config.workers,
         )
         self._tokenizer_cls = Tokenizer
         self.multilingual = bool(self._fw.model.is_multilingual)
@@ -101,7 +103,8 @@ class WhisperAsr:
                 f"model {self.config.model} is English-only; language "
                 f"{self.config.language!r} needs a multilingual model such as 'base'"
             )
-        self._lock = threading.Lock()
+        # CTranslate2 runs up to `workers` calls in parallel on one copy of the weights.
+        self._slots = threading.Semaphore(self.config.workers)
 
     def transcribe(self, audio: Float32Array, offset: float = 0.0) -> Transcript:
         return self.transcribe_batch([(audio, offset)])[0]
@@ -121,7 +124,7 @@ class WhisperAsr:
         for i, (audio, _) in enumerate(clips):
             buckets.setdefault(self.window_frames((audio.size + pad) // 160), []).append(i)
         out: list[Transcript | None] = [None] * len(clips)
-        with self._lock:
+        with self._slots:
             for width, idx in buckets.items():
                 for i, tr in zip(idx, self._run([clips[i] for i in idx], lang, width), strict=True):
                     if tr.empty and tr.avg_logprob == _LOOPED:

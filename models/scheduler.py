@@ -66,6 +66,9 @@ class AsrScheduler:
         self._cv = threading.Condition()
         self._order = itertools.count()
         self._stop = False
+        # Partials may occupy at most workers-1 threads, so a final never waits for a partial.
+        self._partial_slots = max(1, workers - 1)
+        self._partials_running = 0
         self._threads = [
             threading.Thread(target=self._work, name=f"asr-{i}", daemon=True)
             for i in range(workers)
@@ -134,6 +137,8 @@ class AsrScheduler:
             for j in batch:
                 self._finals.remove(j)
             return batch
+        if self._partials_running >= self._partial_slots:
+            return []
         now = time.monotonic()
         for key, job in list(self._partials.items()):
             if now - job.enqueued > self.partial_max_age_s:
@@ -148,6 +153,7 @@ class AsrScheduler:
         batch = batch[: self.max_batch]
         for j in batch:
             del self._partials[j.key]
+        self._partials_running += 1
         return batch
 
     def _bucket(self, job: _Job) -> int:
@@ -174,6 +180,9 @@ class AsrScheduler:
                 results, error = [], exc
             busy = time.monotonic() - t0
             with self._cv:
+                if not batch[0].final:
+                    self._partials_running -= 1
+                    self._cv.notify_all()
                 self.stats.batches += 1
                 self.stats.busy_s += busy
                 for j in batch:
