@@ -270,7 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=int(os.environ.get("CALLWATCH_PORT", "8080")))
     s.add_argument("--model", default=os.environ.get("CALLWATCH_MODEL", "tiny.en"))
     s.add_argument("--threads", type=int, default=1, help="CPU threads per model call")
-    s.add_argument("--workers", type=int, default=2, help="ASR calls in parallel on the shared model (one per core)")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="ASR calls in parallel on the shared model (one per core)",
+    )
     s.add_argument("--rules", metavar="DIR")
     s.add_argument("--vad", type=int, choices=[0, 1, 2, 3], default=3)
     s.add_argument("--no-partials", action="store_true", help="finals only (saves CPU)")

@@ -82,7 +82,9 @@ class App:
             else (load_packs(config.rules) if config.rules else load_packs())
         )
         self.scheduler = AsrScheduler(
-            self.asr, max_batch=config.max_batch, workers=min(config.workers, self.asr.config.workers)
+            self.asr,
+            max_batch=config.max_batch,
+            workers=min(config.workers, self.asr.config.workers),
         )
         self.bus = EventBus()
         self.store = Store(config.db_url) if config.store else None
