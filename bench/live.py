@@ -3,8 +3,8 @@
     python -m bench.live [--calls 1,4,8,10,12] [--data ../shared/data/stereo/aws_lca_auto_repairs_40]
                          [--seconds 120] [--protocol twilio] [--model tiny.en] [--url ws://...]
 
-Without ``--url`` it starts its own server (one model, one ASR worker) in this process on a
-free port. Per N it prints percentiles of: partial latency (end of the partial's last word
+Without ``--url`` it starts ``callwatch serve`` in a separate process on a free port (CPU
+and peak RSS are that process's). Per N it prints percentiles of: partial latency (end of the partial's last word
 in call time -> event received), final latency (end of the utterance -> final received),
 silence-alert latency (threshold crossing -> alert received, from one extra demo call with
 14 s of dead air replayed alongside), ASR lag (server metric,
@@ -20,8 +20,10 @@ import asyncio
 import contextlib
 import os
 import platform
-import resource
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ import soundfile as sf
 
 from assist.replay import replay
 
+SILENCE_PROBE = Path(__file__).resolve().parents[1] / "demo" / "calls" / "breach_call.wav"
 DEFAULT_DATA = (
     Path(__file__).resolve().parents[1].parent
     / "shared"
@@ -69,53 +72,52 @@ async def run_level(url: str, n: int, agent: str, caller: str, protocol: str) ->
                 await asyncio.sleep(1.0)
 
     sampler = asyncio.create_task(sample())
-    cpu0 = time.process_time()
     t0 = time.monotonic()
-    results = await asyncio.gather(
-        *(
+    calls = [
+        replay(
+            url,
+            agent,
+            customer=caller,
+            protocol=protocol,
+            speed=1.0,
+            call_id=f"bench-{n}-{i}",
+            agent_id=f"agent-{i}",
+            settle_s=60,
+        )
+        for i in range(n)
+    ]
+    if SILENCE_PROBE.exists():
+        # one extra call with 14 s of dead air: how late is the dead-air alert under load
+        calls.append(
             replay(
                 url,
-                agent,
-                customer=caller,
+                str(SILENCE_PROBE),
                 protocol=protocol,
                 speed=1.0,
-                call_id=f"bench-{n}-{i}",
-                agent_id=f"agent-{i}",
+                call_id=f"bench-{n}-probe",
+                agent_id="probe",
                 settle_s=60,
+                drop_at_s=45.0,
             )
-            for i in range(n)
         )
-    )
+    results = await asyncio.gather(*calls)
     wall = time.monotonic() - t0
     stop.set()
     await sampler
-    cpu = (time.process_time() - cpu0) / wall
+    cpu = float("nan")
     finals: list[float] = []
     partials: list[float] = []
     silences: list[float] = []
     for r in results:
-        if r.call_id.endswith("-probe"):
-            silences += [
-                lat
-                for ev, lat in zip(
-                    [e for e in r.events if e["type"] == "alert"],
-                    r.latency.get("alert", []),
-                    strict=False,
-                )
-                if ev.get("rule_id") == "dead_air"
-            ]
-            continue
-        finals += r.latency.get("transcript.final", [])
-        partials += r.latency.get("transcript.partial", [])
+        alerts = [e for e in r.events if e["type"] == "alert"]
         silences += [
             lat
-            for ev, lat in zip(
-                [e for e in r.events if e["type"] == "alert"],
-                r.latency.get("alert", []),
-                strict=False,
-            )
+            for ev, lat in zip(alerts, r.latency.get("alert", []), strict=False)
             if ev.get("rule_id") == "dead_air"
         ]
+        if not r.call_id.endswith("-probe"):
+            finals += r.latency.get("transcript.final", [])
+            partials += r.latency.get("transcript.partial", [])
     return {
         "n": n,
         "finals": len(finals),
@@ -130,6 +132,58 @@ async def run_level(url: str, n: int, agent: str, caller: str, protocol: str) ->
         "cpu_cores": cpu,
         "wall": wall,
     }
+
+
+@contextlib.contextmanager
+def server_process(model: str, workers: int, home: str) -> Iterator[tuple[str, int]]:
+    """``callwatch serve`` in its own process (as deployed), on a free port."""
+    from assist.demo import free_port
+
+    port = free_port()
+    env = {**os.environ, "CALLWATCH_HOME": home}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "assist.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            model,
+            "--workers",
+            str(workers),
+            "--no-store",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("server did not start")
+            time.sleep(0.2)
+        yield f"ws://127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main() -> None:
@@ -151,20 +205,16 @@ def main() -> None:
             rows = [
                 asyncio.run(run_level(args.url, n, agent, caller, args.protocol)) for n in levels
             ]
+            server_rss = float("nan")
         else:
-            from assist.demo import running_server
-            from assist.server import App, ServerConfig
-
-            os.environ.setdefault("CALLWATCH_HOME", tmp)
-            state = App(ServerConfig(model=args.model, workers=args.workers, store=False))
-            try:
-                with running_server(state) as url:
-                    rows = [
-                        asyncio.run(run_level(url, n, agent, caller, args.protocol)) for n in levels
-                    ]
-            finally:
-                state.close()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            with server_process(args.model, args.workers, tmp) as (url, pid):
+                rows = []
+                for n in levels:
+                    cpu0 = _cpu_s(pid)
+                    row = asyncio.run(run_level(url, n, agent, caller, args.protocol))
+                    row["cpu_cores"] = (_cpu_s(pid) - cpu0) / row["wall"]
+                    rows.append(row)
+                server_rss = _peak_rss_mb(pid)
     print(
         f"# {platform.machine()} {os.cpu_count()} cores, model {args.model}, {args.workers} ASR worker(s), "
         f"protocol {args.protocol}, {args.seconds:.0f} s of {args.data.name} per call, real-time pace"
@@ -178,7 +228,7 @@ def main() -> None:
             f"{r['partial_p95']:11.2f} {r['silence_p95']:11.2f} {r['lag_max']:11.2f} {r['cpu_cores']:9.2f}"
         )
     ok = [r["n"] for r in rows if r["final_p95"] <= 1.5]
-    print(f"peak_rss_mb: {rss:.0f}")
+    print(f"server_peak_rss_mb: {server_rss:.0f}")
     for r in rows:
         print(f"final_p95_at_{r['n']}: {r['final_p95']:.2f}")
         print(f"partial_p95_at_{r['n']}: {r['partial_p95']:.2f}")
