@@ -69,7 +69,6 @@ class LiveCall:
         self._channels = [_ChannelState() for _ in info.channels]
         self._done = asyncio.Event()
         self._closing = False
-        self.final_lag_s: list[float] = []
         self.pipe.start(
             channels=info.channels,
             protocol=info.protocol,
@@ -104,16 +103,13 @@ class LiveCall:
         self._channels[job.channel].generation += 1
         self._channels[job.channel].open_since = None
         self.scheduler.cancel_partial((self.call_id, job.channel))
-        queued_at = time.monotonic()
 
         def done(tr: Transcript | None, err: BaseException | None) -> None:
-            self.loop.call_soon_threadsafe(self._on_final, job, tr, err, queued_at)
+            self.loop.call_soon_threadsafe(self._on_final, job, tr, err)
 
         self.scheduler.submit_final(job.audio, job.segment.t, done, self.info.language)
 
-    def _on_final(
-        self, job: AsrJob, tr: Transcript | None, err: BaseException | None, queued_at: float
-    ) -> None:
+    def _on_final(self, job: AsrJob, tr: Transcript | None, err: BaseException | None) -> None:
         if tr is None:
             log.error(
                 "call %s: ASR failed for %.2f-%.2f s: %s",
@@ -123,7 +119,6 @@ class LiveCall:
                 err,
             )
             tr = Transcript("", (), job.segment.t, job.segment.t_end, self.info.language or "en")
-        self.final_lag_s.append(time.monotonic() - queued_at)
         self.pipe.deliver(job, tr)
         self._flush()
         if self._closing and self.pipe.pending_jobs == 0:
@@ -297,6 +292,3 @@ class CallManager:
         ended = [c for c in self.calls.values() if not c.active]
         for c in ended[: max(0, len(ended) - self.keep_recent)]:
             del self.calls[c.call_id]
-
-    def lag_s(self) -> float:
-        return self.scheduler.lag_s

@@ -6,7 +6,6 @@ arrive), so a recording and a live call with the same audio get the same segment
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,19 +153,3 @@ def frame_flags(samples: Float32Array, aggressiveness: int = 2) -> np.ndarray:
         ],
         dtype=bool,
     )
-
-
-def joint_silences(
-    segments_by_channel: Sequence[Sequence[Segment]], duration: float, min_s: float = 0.0
-) -> list[Segment]:
-    """Stretches where no channel speaks (dead air), at least ``min_s`` long."""
-    spans = sorted((s.t, s.t_end) for segs in segments_by_channel for s in segs)
-    gaps: list[Segment] = []
-    cursor = 0.0
-    for t, t_end in spans:
-        if t > cursor and t - cursor >= min_s:
-            gaps.append(Segment(round(cursor, 3), round(t, 3)))
-        cursor = max(cursor, t_end)
-    if duration > cursor and duration - cursor >= min_s:
-        gaps.append(Segment(round(cursor, 3), round(duration, 3)))
-    return gaps

@@ -16,7 +16,7 @@ import re
 import threading
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +76,6 @@ class AsrConfig:
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
     max_compression_ratio: float = 2.4
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class WhisperAsr:

@@ -3,7 +3,7 @@ import pytest
 
 from audio import SAMPLE_RATE
 from audio.reader import read_call
-from audio.vad import Segment, VadConfig, VadSegmenter, detect_segments, joint_silences
+from audio.vad import Segment, VadConfig, VadSegmenter, detect_segments
 from bench.vad import score_clip
 from tests.conftest import DEMO, shared
 
@@ -48,12 +48,6 @@ def test_long_speech_is_cut_below_the_asr_window() -> None:
     )
     segs = detect_segments(buzz, VadConfig(max_segment_s=20))
     assert segs and max(s.duration for s in segs) <= 20.2
-
-
-def test_joint_silences() -> None:
-    a = [Segment(0.0, 2.0), Segment(10.0, 12.0)]
-    b = [Segment(1.5, 4.0)]
-    assert joint_silences([a, b], 15.0, min_s=2.0) == [Segment(4.0, 10.0), Segment(12.0, 15.0)]
 
 
 def test_bad_aggressiveness() -> None:
