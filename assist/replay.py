@@ -26,6 +26,7 @@ import websockets
 from scipy.signal import resample_poly
 
 from audio.codecs import float_to_int16, pcm16_to_ulaw
+from audio.protocols.audiohook import client_message
 from audio.resample import streamable
 
 FRAME_S = 0.02
@@ -182,17 +183,7 @@ class _Sender:
 
     def _ah(self, type_: str, params: dict[str, Any], position: float) -> str:
         self.seq += 1
-        return json.dumps(
-            {
-                "version": "2",
-                "id": self.conv_id,
-                "type": type_,
-                "seq": self.seq,
-                "serverseq": self.server_seq,
-                "position": f"PT{position:.2f}S",
-                "parameters": params,
-            }
-        )
+        return client_message(type_, self.seq, self.conv_id, params, self.server_seq, position)
 
     async def begin(self) -> None:
         if self.p == "twilio":

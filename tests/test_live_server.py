@@ -19,6 +19,7 @@ from assist.audit import audit_file
 from assist.replay import replay
 from assist.server import App
 from audio.codecs import float_to_int16, pcm16_to_ulaw
+from audio.protocols.audiohook import client_message
 from tests.conftest import DEMO, shared
 from tests.live_server import make_state, running_server
 
@@ -202,17 +203,7 @@ def test_twilio_garbage_is_logged_and_the_call_goes_on(url: str, state: App) -> 
 
 
 def _ah(type_: str, seq: int, sid: str, params: dict[str, Any] | None = None) -> str:
-    return json.dumps(
-        {
-            "version": "2",
-            "id": sid,
-            "type": type_,
-            "seq": seq,
-            "serverseq": 0,
-            "position": "PT0S",
-            "parameters": params or {},
-        }
-    )
+    return client_message(type_, seq, sid, params)
 
 
 def _ah_open(sid: str) -> str:

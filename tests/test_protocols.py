@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from audio.codecs import float_to_int16, pcm16_to_ulaw
-from audio.protocols.audiohook import AudioHookAdapter, parse_duration, verify_signature
+from audio.protocols.audiohook import (
+    AudioHookAdapter,
+    client_message,
+    parse_duration,
+    verify_signature,
+)
 from audio.protocols.base import ProtocolError
 from audio.protocols.raw import RawAdapter
 from audio.protocols.twilio import TwilioAdapter, signature, valid_signature
@@ -140,17 +145,7 @@ def test_twilio_signature_published_vector() -> None:
 
 
 def ah(type_: str, seq: int, params: dict | None = None, sid: str = "s-1") -> str:  # type: ignore[type-arg]
-    return json.dumps(
-        {
-            "version": "2",
-            "id": sid,
-            "type": type_,
-            "seq": seq,
-            "serverseq": 0,
-            "position": "PT0S",
-            "parameters": params or {},
-        }
-    )
+    return client_message(type_, seq, sid, params)
 
 
 OPEN = {

@@ -46,6 +46,28 @@ SIGNED_COMPONENTS = (
 )
 
 
+def client_message(
+    type_: str,
+    seq: int,
+    session_id: str,
+    parameters: dict[str, Any] | None = None,
+    serverseq: int = 0,
+    position_s: float = 0.0,
+) -> str:
+    """A message as Genesys (the client) sends it; used by the replay client and tests."""
+    return json.dumps(
+        {
+            "version": "2",
+            "id": session_id,
+            "type": type_,
+            "seq": seq,
+            "serverseq": serverseq,
+            "position": f"PT{position_s:.2f}S",
+            "parameters": parameters or {},
+        }
+    )
+
+
 def parse_duration(value: Any) -> float:
     m = _DURATION.match(value) if isinstance(value, str) else None
     if not m:
