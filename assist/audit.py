@@ -19,6 +19,7 @@ from audio import SAMPLE_RATE
 from audio.reader import AgentChannel, CallAudio, read_call
 from audio.vad import VadConfig
 from models.asr import WhisperAsr
+from models.emotion import EmotionAnalyzer, EmotionTracker
 from qa_rules.engine import RuleEngine
 from qa_rules.schema import RulePack
 
@@ -50,15 +51,25 @@ def run_pipeline(
     asr: WhisperAsr,
     options: AuditOptions | None = None,
     progress: Progress | None = None,
+    emotion: EmotionAnalyzer | None = None,
 ) -> CallPipeline:
+    """Run one recording; ``emotion`` adds emotion events and makes emotion rules live."""
     opts = options or AuditOptions()
-    pipe = CallPipeline(call_id, [c.role for c in audio.channels], RuleEngine(packs), opts.vad)
+    pipe = CallPipeline(
+        call_id,
+        [c.role for c in audio.channels],
+        RuleEngine(packs),
+        opts.vad,
+        emotion=EmotionTracker() if emotion else None,
+        analyzer=emotion,
+    )
     pipe.start(
         sources=list(audio.sources),
         channels=[c.role for c in audio.channels],
         source_rate=audio.source_rate,
         model=asr.model_id,
         mode="audit",
+        emotion=emotion.backend if emotion else None,
         rule_packs=[f"{p.pack}@{p.version}" for p in packs],
     )
     block = int(opts.block_s * SAMPLE_RATE)
@@ -116,6 +127,7 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
             for a in pipe.alerts
         ],
         "scorecard": {"score": card.get("score"), "rules": card.get("rules", [])},
+        "emotion": emotion_summary(pipe.emotions),
         "stats": {
             "talk_s": {k: round(v, 2) for k, v in talk.items()},
             "silence_s": round(silence, 2),
@@ -126,6 +138,26 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
     }
 
 
+def emotion_summary(emotions: list[Event]) -> dict[str, Any]:
+    """Per speaker: how often each label, the peak anger index, time spent escalated."""
+    out: dict[str, Any] = {}
+    escalated_since: dict[str, float] = {}
+    for e in sorted(emotions, key=lambda e: (e["t"], e["seq"])):
+        s = out.setdefault(
+            e["speaker"],
+            {"labels": {}, "peak_anger_index": 0.0, "escalations": 0, "last": None},
+        )
+        s["labels"][e["label"]] = s["labels"].get(e["label"], 0) + 1
+        s["peak_anger_index"] = max(s["peak_anger_index"], e["anger_index"])
+        if e["escalated"] and e["speaker"] not in escalated_since:
+            escalated_since[e["speaker"]] = e["t"]
+            s["escalations"] += 1
+        elif not e["escalated"]:
+            escalated_since.pop(e["speaker"], None)
+        s["last"] = {"label": e["label"], "anger_index": e["anger_index"], "t": e["t"]}
+    return out
+
+
 def audit_file(
     path: str,
     packs: list[RulePack],
@@ -133,9 +165,10 @@ def audit_file(
     customer_path: str | None = None,
     options: AuditOptions | None = None,
     progress: Progress | None = None,
+    emotion: EmotionAnalyzer | None = None,
 ) -> dict[str, Any]:
     opts = options or AuditOptions()
     audio = read_call(path, customer_path, opts.agent_channel)
     paths = [path] + ([customer_path] if customer_path else [])
-    pipe = run_pipeline(audio, call_id_for(paths), packs, asr, opts, progress)
+    pipe = run_pipeline(audio, call_id_for(paths), packs, asr, opts, progress, emotion)
     return build_report(pipe, pipe.drain())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +24,19 @@ from audio import SAMPLE_RATE
 from audio.codecs import Float32Array
 from audio.vad import FRAME_MS, Segment, VadConfig, VadSegmenter
 from models.asr import Transcript
+from models.emotion import EmotionAnalyzer, EmotionTracker, VoiceMeasure
 from qa_rules.engine import RuleEngine
-from qa_rules.events import Alert, EngineInput, SilenceEnded, SilenceStarted, Utterance, WordTime
+from qa_rules.events import (
+    Alert,
+    EmotionObserved,
+    EngineInput,
+    SilenceEnded,
+    SilenceStarted,
+    Utterance,
+    WordTime,
+)
+
+log = logging.getLogger(__name__)
 
 
 # How far back a segment can start relative to the audio already classified: it opens after
@@ -91,6 +103,7 @@ class _Pending:
     order: int
     start: float = field(compare=False)
     item: EngineInput = field(compare=False)
+    voice: VoiceMeasure | None = field(default=None, compare=False)
 
 
 class CallPipeline:
@@ -101,8 +114,12 @@ class CallPipeline:
         engine: RuleEngine,
         vad_config: VadConfig | None = None,
         silence_report_s: float = 2.0,
+        emotion: EmotionTracker | None = None,
+        analyzer: EmotionAnalyzer | None = None,
     ) -> None:
         self.call_id = call_id
+        self.emotion = emotion
+        self.analyzer = analyzer
         self.vad_config = vad_config or VadConfig()
         self.stamper = EventStamper(call_id)
         self.engine = engine
@@ -122,6 +139,7 @@ class CallPipeline:
         self.transcripts: list[Event] = []
         self.alerts: list[Event] = []
         self.silences: list[Event] = []
+        self.emotions: list[Event] = []
         self._ended = False
 
     # -- audio in ------------------------------------------------------------------------
@@ -148,10 +166,14 @@ class CallPipeline:
         self._release()
         return jobs
 
-    def deliver(self, job: AsrJob, transcript: Transcript) -> None:
-        """A transcript for a job came back from the model."""
+    def deliver(
+        self, job: AsrJob, transcript: Transcript, voice: VoiceMeasure | None = None
+    ) -> None:
+        """A transcript (and, if measured where the audio was, its voice) came back."""
         self._pending_jobs.pop(job.job_id, None)
         if not transcript.empty and any(c.isalnum() for c in transcript.text):
+            if voice is None and self.emotion is not None and self.analyzer is not None:
+                voice = self._measure(job)
             words = tuple(WordTime(w.w, w.t, w.t_end) for w in transcript.words)
             # The utterance spans its VAD segment (speaking time for rates); words keep
             # their own times (evidence, windows).
@@ -159,7 +181,7 @@ class CallPipeline:
             utt = Utterance(
                 job.speaker, seg.t, seg.t_end, transcript.text, words, transcript.language
             )
-            self._queue(job.segment.t_end, job.segment.t, utt)
+            self._queue(job.segment.t_end, job.segment.t, utt, voice)
             self._emit_transcript(job, transcript)
         self._release()
 
@@ -272,8 +294,10 @@ class CallPipeline:
             self.silences.append(ev)
             self._outbox.append(ev)
 
-    def _queue(self, key: float, start: float, item: EngineInput) -> None:
-        heapq.heappush(self._ready, _Pending(key, next(self._order), start, item))
+    def _queue(
+        self, key: float, start: float, item: EngineInput, voice: VoiceMeasure | None = None
+    ) -> None:
+        heapq.heappush(self._ready, _Pending(key, next(self._order), start, item, voice))
 
     def _watermark(self) -> float:
         w = self._known_until()
@@ -295,6 +319,8 @@ class CallPipeline:
             limit = self._watermark() if not final else head.start
             self._handle_alerts(self.engine.advance(min(head.start, limit)))
             self._handle_alerts(self.engine.feed(head.item))
+            if isinstance(head.item, Utterance) and self.emotion is not None:
+                self._handle_alerts(self.engine.feed(self._observe_emotion(head.item, head.voice)))
         if not final:
             self._handle_alerts(self.engine.advance(self._watermark()))
 
@@ -305,6 +331,37 @@ class CallPipeline:
             ev = self.stamper.make("alert", t, **d)
             self.alerts.append(ev)
             self._outbox.append(ev)
+
+    def _measure(self, job: AsrJob) -> VoiceMeasure | None:
+        assert self.analyzer is not None
+        try:
+            return self.analyzer.measure(job.audio)
+        except Exception as exc:  # the words still count; only the voice reading is lost
+            log.warning(
+                "call %s: voice analysis failed at %.2f s: %s", self.call_id, job.segment.t, exc
+            )
+            return None
+
+    def _observe_emotion(self, u: Utterance, voice: VoiceMeasure | None) -> EmotionObserved:
+        """Score the utterance's emotion in time order (baselines depend on the order)."""
+        assert self.emotion is not None
+        r = self.emotion.observe(
+            u.speaker,
+            u.t,
+            u.t_end,
+            u.text,
+            u.language,
+            voice.features if voice else None,
+            voice.angry_probability if voice else None,
+            voice.backend if voice else "prosody",
+        )
+        d = r.to_dict()
+        ev = self.stamper.make("emotion", u.t, **d)
+        self.emotions.append(ev)
+        self._outbox.append(ev)
+        return EmotionObserved(
+            u.speaker, u.t, u.t_end, r.label, r.confidence, r.anger_index, u.text
+        )
 
     def _emit_transcript(self, job: AsrJob, tr: Transcript) -> None:
         ev = self.stamper.make(

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from assist.audit import build_report
+from assist.audit import build_report, emotion_summary
 from assist.bus import EventBus
 from assist.events import Event
 from assist.pipeline import AsrJob, CallPipeline
@@ -24,6 +24,7 @@ from audio.codecs import Float32Array
 from audio.protocols.base import CallInfo
 from audio.vad import VadConfig
 from models.asr import MAX_CLIP_S, Transcript
+from models.emotion import EmotionAnalyzer, EmotionTracker, VoiceMeasure
 from models.scheduler import AsrScheduler
 from qa_rules.engine import RuleEngine
 from qa_rules.schema import RulePack
@@ -56,13 +57,22 @@ class LiveCall:
         loop: asyncio.AbstractEventLoop,
         config: LiveConfig,
         model_id: str,
+        emotion: EmotionAnalyzer | None = None,
     ) -> None:
         self.info = info
         self.scheduler = scheduler
         self.bus = bus
         self.loop = loop
         self.config = config
-        self.pipe = CallPipeline(info.call_id, info.channels, RuleEngine(packs), config.vad)
+        self.analyzer = emotion
+        self.pipe = CallPipeline(
+            info.call_id,
+            info.channels,
+            RuleEngine(packs),
+            config.vad,
+            emotion=EmotionTracker() if emotion else None,
+            analyzer=None,  # measured on the worker thread (see _submit_final), never here
+        )
         self.started_wall = time.time()
         self.ended_reason: str | None = None
         self.events: list[Event] = []
@@ -76,6 +86,7 @@ class LiveCall:
             language=info.language,
             model=model_id,
             mode="live",
+            emotion=emotion.backend if emotion else None,
             rule_packs=[f"{p.pack}@{p.version}" for p in packs],
             metadata=info.metadata,
         )
@@ -104,12 +115,27 @@ class LiveCall:
         self._channels[job.channel].open_since = None
         self.scheduler.cancel_partial((self.call_id, job.channel))
 
+        analyzer = self.analyzer
+
         def done(tr: Transcript | None, err: BaseException | None) -> None:
-            self.loop.call_soon_threadsafe(self._on_final, job, tr, err)
+            # Runs on the ASR worker thread: measure the voice here, off the event loop.
+            voice = None
+            if analyzer is not None and tr is not None and not tr.empty:
+                try:
+                    voice = analyzer.measure(job.audio)
+                except Exception as exc:  # a voice we cannot measure still gets its words
+                    log.warning("call %s: voice analysis failed: %s", self.call_id, exc)
+            self.loop.call_soon_threadsafe(self._on_final, job, tr, err, voice)
 
         self.scheduler.submit_final(job.audio, job.segment.t, done, self.info.language)
 
-    def _on_final(self, job: AsrJob, tr: Transcript | None, err: BaseException | None) -> None:
+    def _on_final(
+        self,
+        job: AsrJob,
+        tr: Transcript | None,
+        err: BaseException | None,
+        voice: VoiceMeasure | None = None,
+    ) -> None:
         if tr is None:
             log.error(
                 "call %s: ASR failed for %.2f-%.2f s: %s",
@@ -119,7 +145,7 @@ class LiveCall:
                 err,
             )
             tr = Transcript("", (), job.segment.t, job.segment.t_end, self.info.language or "en")
-        self.pipe.deliver(job, tr)
+        self.pipe.deliver(job, tr, voice)
         self._flush()
         if self._closing and self.pipe.pending_jobs == 0:
             self._done.set()
@@ -218,7 +244,20 @@ class LiveCall:
             "alerts": len(alerts),
             "critical_alerts": sum(1 for a in alerts if a.get("severity") == "critical"),
             "last_alert": alerts[-1]["message"] if alerts else None,
+            "mood": self.mood(),
         }
+
+    def mood(self) -> dict[str, Any]:
+        """Latest emotion reading per speaker (the board's mood gauge)."""
+        out: dict[str, Any] = {}
+        for e in self.pipe.emotions:
+            out[e["speaker"]] = {
+                "label": e["label"],
+                "anger_index": e["anger_index"],
+                "escalated": e["escalated"],
+                "t": e["t"],
+            }
+        return out
 
     def detail(self) -> dict[str, Any]:
         transcript = sorted(
@@ -236,6 +275,7 @@ class LiveCall:
             if card
             else self.pipe.scorecard(),
             "silences": [e for e in self.events if e["type"] == "silence"],
+            "emotion": emotion_summary(self.pipe.emotions),
         }
 
     def report(self) -> dict[str, Any]:
@@ -254,7 +294,9 @@ class CallManager:
         config: LiveConfig,
         model_id: str,
         keep_recent: int = 200,
+        emotion: EmotionAnalyzer | None = None,
     ) -> None:
+        self.emotion = emotion
         self.packs = packs
         self.scheduler = scheduler
         self.bus = bus
@@ -275,6 +317,7 @@ class CallManager:
             asyncio.get_running_loop(),
             self.config,
             self.model_id,
+            self.emotion,
         )
         self.calls[info.call_id] = call
         self._trim()

@@ -15,16 +15,17 @@ from typing import Any
 
 from qa_rules.events import (
     Alert,
+    EmotionObserved,
     EngineInput,
     RuleOutcome,
     SilenceEnded,
     SilenceStarted,
     Utterance,
 )
-from qa_rules.schema import PhraseRule, RulePack, SilenceRule, SpeechRateRule
+from qa_rules.schema import EmotionRule, PhraseRule, RulePack, SilenceRule, SpeechRateRule
 from qa_rules.text import TokenSeq, find_phrase
 
-AnyRule = PhraseRule | SilenceRule | SpeechRateRule
+AnyRule = PhraseRule | SilenceRule | SpeechRateRule | EmotionRule
 
 
 class _SafeDict(dict[str, Any]):
@@ -76,6 +77,8 @@ class RuleEngine:
         if isinstance(event, SilenceEnded):
             self._silence_since = None
             return []
+        if isinstance(event, EmotionObserved):
+            return self._on_emotion(event)
         raise TypeError(f"unknown engine input {event!r}")
 
     def advance(self, t: float) -> list[Alert]:
@@ -313,6 +316,75 @@ class RuleEngine:
                     "direction": "fast" if too_fast else "slow",
                 },
                 default=default,
+            )
+        ]
+
+    def _on_emotion(self, e: EmotionObserved) -> list[Alert]:
+        out: list[Alert] = []
+        for st in self._states:
+            r = st.rule
+            if isinstance(r, EmotionRule) and r.speaker in ("any", e.speaker):
+                out.extend(self._emotion(st, r, e))
+        return out
+
+    def _emotion(self, st: _RuleState, r: EmotionRule, e: EmotionObserved) -> list[Alert]:
+        """Sustained condition -> one alert; quiet until it clears (hysteresis)."""
+        if r.index_above is not None:
+            holds = e.anger_index >= r.index_above
+            cleared = e.anger_index < r.clear_level
+        else:
+            holds = e.label in (r.labels or []) and e.confidence >= r.min_confidence
+            cleared = not holds
+        x = st.extra
+        if holds:
+            if x.get("run_n", 0) == 0:
+                x["run_t"] = e.t
+            x["run_n"] = x.get("run_n", 0) + 1
+        else:
+            x["run_n"] = 0
+        values = {
+            "label": e.label,
+            "speaker": e.speaker,
+            "t": round(e.t_end, 3),
+            "index": round(e.anger_index, 3),
+            "confidence": round(e.confidence, 3),
+            "utterances": x.get("run_n", 0),
+            "duration": round(e.t_end - x.get("run_t", e.t), 2),
+        }
+        if x.get("active"):
+            if not cleared:
+                return []
+            x["active"] = False
+            if not r.notify_clear:
+                return []
+            return [
+                Alert(
+                    rule_id=r.id,
+                    kind=r.kind,
+                    severity="info",
+                    audience=tuple(r.audience),
+                    message=f"Cleared: {e.speaker} sounds calmer (anger index {e.anger_index:.2f})",
+                    t=round(e.t_end, 3),
+                    speaker=e.speaker,
+                    evidence={**values, "state": "cleared"},
+                )
+            ]
+        if (
+            not holds
+            or x["run_n"] < r.sustained_utterances
+            or e.t_end - x["run_t"] < r.sustained_s
+            or not st.cooled(e.t_end)
+        ):
+            return []
+        x["active"] = True
+        what = f"anger index {e.anger_index:.2f}" if r.index_above is not None else e.label
+        return [
+            self._alert(
+                st,
+                e.t_end,
+                e.speaker,
+                {**values, "state": "raised", "utterance": e.text},
+                default=f"{e.speaker.capitalize()} sounds {e.label} ({what})",
             )
         ]
 

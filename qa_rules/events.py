@@ -44,7 +44,20 @@ class SilenceEnded:
     t_end: float  # when someone spoke again
 
 
-EngineInput = Utterance | SilenceStarted | SilenceEnded
+@dataclass(frozen=True)
+class EmotionObserved:
+    """How one speaker sounded in one utterance (from the emotion model)."""
+
+    speaker: Speaker
+    t: float
+    t_end: float
+    label: str  # neutral | positive | frustrated | angry
+    confidence: float
+    anger_index: float  # the speaker's rolling anger index after this utterance
+    text: str = ""
+
+
+EngineInput = Utterance | SilenceStarted | SilenceEnded | EmotionObserved
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
         elif isinstance(cur, dict) and part in cur:
             out += f".{part}" if out else part
             cur = cur[part]
-        elif part in ("phrase", "silence", "speech_rate") and isinstance(cur, dict):
+        elif part in ("phrase", "silence", "speech_rate", "emotion") and isinstance(cur, dict):
             continue  # discriminator tag, not a real field
         else:
             out += f".{part}" if out else str(part)
@@ -131,10 +131,10 @@ def parse_pack(text: str, filename: str) -> RulePack:
             loc = tuple(err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "union_tag_invalid":
-                msg = "unknown rule kind; use one of: phrase, silence, speech_rate"
+                msg = "unknown rule kind; use one of: phrase, silence, speech_rate, emotion"
                 loc = (*loc, "kind")
             elif err["type"] == "union_tag_not_found":
-                msg = "missing 'kind' (phrase, silence or speech_rate)"
+                msg = "missing 'kind' (phrase, silence, speech_rate or emotion)"
             issues.append(RuleIssue(filename, _line_of(node, loc), _field_path(loc, data), msg))
         raise RuleError(issues) from exc
 

@@ -22,6 +22,7 @@ TEMPLATE_FIELDS: dict[str, set[str]] = {
     "phrase": {"phrase", "matched", "speaker", "t", "window_s"},
     "silence": {"duration", "t", "min_s"},
     "speech_rate": {"wpm", "speaker", "t", "min_wpm", "max_wpm", "window_s", "words"},
+    "emotion": {"label", "speaker", "t", "index", "confidence", "utterances", "duration"},
 }
 
 
@@ -147,7 +148,54 @@ class SpeechRateRule(RuleBase):
         return self
 
 
-Rule = Annotated[PhraseRule | SilenceRule | SpeechRateRule, Field(discriminator="kind")]
+EmotionLabel = Literal["neutral", "positive", "frustrated", "angry"]
+
+
+class EmotionRule(RuleBase):
+    """A speaker sounding a certain way, sustained: escalations and coaching.
+
+    The condition is either ``labels`` (the utterance's emotion label is one of them, with at
+    least ``min_confidence``) or ``index_above`` (the speaker's rolling anger index). It must
+    hold for ``sustained_utterances`` utterances in a row spanning ``sustained_s`` seconds.
+    After firing, the rule stays quiet until the condition clears (index below
+    ``clear_below``, or an utterance without the label) and ``cooldown_s`` has passed;
+    ``notify_clear`` sends an info alert when it clears.
+    """
+
+    kind: Literal["emotion"]
+    speaker: SpeakerSel = "customer"
+    labels: list[EmotionLabel] | None = None
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    index_above: float | None = Field(default=None, gt=0, lt=1)
+    clear_below: float | None = Field(default=None, ge=0, lt=1)
+    sustained_utterances: int = Field(default=1, ge=1)
+    sustained_s: float = Field(default=0.0, ge=0)
+    notify_clear: bool = False
+    cooldown_s: float = Field(default=120.0, ge=0)
+
+    @model_validator(mode="after")
+    def _condition(self) -> EmotionRule:
+        if (self.labels is None) == (self.index_above is None):
+            raise ValueError("give labels or index_above (one of them)")
+        if self.labels is not None and not self.labels:
+            raise ValueError("labels must name at least one emotion")
+        if self.clear_below is not None:
+            if self.index_above is None:
+                raise ValueError("clear_below goes with index_above")
+            if self.clear_below >= self.index_above:
+                raise ValueError("clear_below must be below index_above")
+        return self
+
+    @property
+    def clear_level(self) -> float:
+        if self.index_above is None:
+            return 0.0
+        return self.clear_below if self.clear_below is not None else self.index_above * 0.6
+
+
+Rule = Annotated[
+    PhraseRule | SilenceRule | SpeechRateRule | EmotionRule, Field(discriminator="kind")
+]
 
 
 class RulePack(BaseModel):

@@ -1,0 +1,42 @@
+"""What the pipeline asks of the emotion models for one utterance's audio.
+
+Runs where the audio is (the ASR worker thread when live, inline when auditing), so the
+event loop never spends time on it. The result travels with the transcript into the
+call's ``EmotionTracker``, which fuses it with the words in time order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from audio.codecs import Float32Array
+from models.emotion.voice import VoiceAnalyzer, VoiceFeatures
+
+
+@dataclass(frozen=True)
+class VoiceMeasure:
+    features: VoiceFeatures | None
+    angry_probability: float | None = None  # only with a trained model
+    backend: str = "prosody"
+
+
+class EmotionAnalyzer:
+    """Prosody features always; a trained speech-emotion model too when one is configured."""
+
+    def __init__(self, ser_model: str | Path | None = None, threads: int = 1) -> None:
+        self.voice = VoiceAnalyzer()
+        self.ser = None
+        if ser_model is not None:
+            from models.emotion.ser import SerModel
+
+            self.ser = SerModel(ser_model, threads=threads)
+
+    @property
+    def backend(self) -> str:
+        return self.ser.name if self.ser else "prosody"
+
+    def measure(self, samples: Float32Array) -> VoiceMeasure:
+        features = self.voice.analyze(samples)
+        p = self.ser.angry_probability(samples) if self.ser and features else None
+        return VoiceMeasure(features, p, self.backend)
