@@ -68,7 +68,7 @@ def test_angry_clips_sound_more_aroused_than_neutral_clips_of_the_same_speaker(
         angry = [r["file"] for r in mine if r["emotion"] == "angry"]
         strong = [r["file"] for r in mine if r["emotion"] == "angry" and r["intensity"] == "strong"]
 
-        def arousal(target: str, baseline: list[str]) -> float:
+        def arousal(target: str, baseline: list[str], feats: dict[str, Any] = feats) -> float:
             tracker = EmotionTracker()
             for f in baseline:
                 tracker.arousal("s", feats[f])
