@@ -11,7 +11,10 @@ Each clip is cut to its speech by the pipeline's VAD and scored by the product's
   each is scored against the ones before it, cold start included (mean over 20 orders).
 
 No per-speaker or per-dataset tuning: thresholds come from calm speech (docs/emotion.md).
-``--phone`` first puts every clip through an 8 kHz mu-law phone line.
+``--phone`` first puts every clip through an 8 kHz mu-law phone line. ``--calm FILE...``
+also scores recordings of calm calls (stereo, or ``agent.wav+caller.wav``) utterance by
+utterance from the voice alone: how often a calm speaker is labelled angry, and whether
+their anger index ever escalates.
 """
 
 from __future__ import annotations
@@ -89,11 +92,33 @@ def report(name: str, rows: list[dict[str, str]], labels: dict[int, str]) -> Non
     print(f"{name}_balanced_accuracy: {balanced_accuracy(truth, pred):.3f}")
 
 
+def calm_rates(specs: list[str], analyzer: VoiceAnalyzer) -> tuple[int, int, int]:
+    """(utterances, labelled angry, speakers escalated) over calm recordings, voice only."""
+    n = angry = escalated = 0
+    for spec in specs:
+        agent, _, customer = spec.partition("+")
+        audio = read_call(agent, customer or None)
+        for ch in audio.channels:
+            tracker = EmotionTracker()
+            went_up = False
+            for seg in detect_segments(ch.samples):
+                x = ch.samples[int(seg.t * 16000) : int(seg.t_end * 16000)]
+                r = tracker.observe(ch.role, seg.t, seg.t_end, "", "en", analyzer.analyze(x))
+                n += 1
+                angry += r.label == "angry"
+                went_up |= r.escalated
+            escalated += went_up
+    return n, angry, escalated
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--phone", action="store_true", help="simulate an 8 kHz mu-law phone line")
     ap.add_argument("--orders", type=int, default=20, help="random call orders per speaker")
+    ap.add_argument(
+        "--calm", nargs="*", default=[], metavar="FILE", help="calm call recordings (A.wav+B.wav)"
+    )
     args = ap.parse_args()
     with (args.data / "labels.tsv").open(newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
@@ -146,6 +171,12 @@ def main() -> None:
     print(f"call_order_balanced_accuracy_mean: {np.mean(bas):.3f}")
     print(f"call_order_balanced_accuracy_min: {np.min(bas):.3f}")
     print(f"voice_features_s_per_audio_s: {t_feat / audio_s:.4f}")
+    if args.calm:
+        n, angry, escalated = calm_rates(args.calm, analyzer)
+        print(f"# calm calls: {', '.join(args.calm)}")
+        print(f"calm_utterances: {n}")
+        print(f"calm_angry_label_rate: {angry / max(n, 1):.3f}")
+        print(f"calm_speakers_escalated: {escalated}")
 
 
 if __name__ == "__main__":

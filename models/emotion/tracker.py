@@ -34,6 +34,10 @@ class EmotionConfig:
     baseline_quantile: float = 0.35
     baseline_window: int = 30  # utterances
     warmup_utterances: int = 3  # before this many, acoustic evidence is scaled down
+    # Shorter utterances ("yes", "mm", a cough) carry no voice reading and stay out of the
+    # baseline: on real calls such fragments sit far below the speaker's level and one of
+    # them in a young baseline makes the next normal sentence look like a shout.
+    min_voice_s: float = 1.0
     # How much each feature wanders between a calm speaker's utterances (90th percentile
     # of |utterance - running median| on real calls, see docs/emotion.md).
     loudness_scale: float = 0.24
@@ -109,18 +113,29 @@ class EmotionTracker:
 
     def arousal(self, speaker: str, voice: VoiceFeatures | None) -> tuple[float, int]:
         """Speaker-relative arousal of one utterance, and the baseline size it used."""
-        st = self._speakers.setdefault(speaker, _Speaker(self.config.baseline_window))
-        if voice is None:
+        cfg = self.config
+        st = self._speakers.setdefault(speaker, _Speaker(cfg.baseline_window))
+        if not self.usable(voice):
             return 0.0, len(st.history)
+        assert voice is not None
         v = np.array([voice.loudness, voice.flux_unvoiced])
         n = len(st.history)
-        if n:
-            base = np.quantile(np.stack(st.history), self.config.baseline_quantile, axis=0)
-            z = float(np.mean((v - base) / self._scale))
-        else:
-            z = 0.0
-        st.history.append(v)
+        if not n:
+            st.history.append(v)
+            return 0.0, 0
+        hist = np.stack(st.history)
+        base = np.quantile(hist, cfg.baseline_quantile, axis=0)
+        z = float(np.mean((v - base) / self._scale))
+        # While the speaker is escalated their anger must not become their baseline.
+        if not (st.escalated and z >= cfg.arousal_pivot):
+            st.history.append(v)
         return z, n
+
+    def usable(self, voice: VoiceFeatures | None) -> bool:
+        """Long enough and voiced (no pitch found = noise, not speech)."""
+        return (
+            voice is not None and voice.duration_s >= self.config.min_voice_s and voice.pitch_st > 0
+        )
 
     def observe(
         self,
@@ -138,7 +153,7 @@ class EmotionTracker:
         arousal, n = self.arousal(speaker, voice)
         val: Valence = text_valence(text, language)
         # Trust the voice in proportion to how well we know this speaker's baseline.
-        trust = min(n, cfg.warmup_utterances) / cfg.warmup_utterances if voice else 0.0
+        trust = min(n, cfg.warmup_utterances) / cfg.warmup_utterances if self.usable(voice) else 0.0
         if angry_probability is not None:  # a trained model speaks for the voice
             p = min(max(angry_probability, 1e-4), 1 - 1e-4)
             acoustic = math.log(p / (1 - p))
