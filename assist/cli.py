@@ -33,6 +33,33 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emotion_analyzer(args: argparse.Namespace) -> Any:
+    """The emotion models the flags ask for: an analyzer, None (off), or False (error shown)."""
+    if args.no_emotion:
+        return None
+    from models.emotion import EmotionAnalyzer
+    from models.locator import ModelNotFoundError
+
+    try:
+        return EmotionAnalyzer(args.emotion_model)
+    except ModelNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+
+
+def _add_emotion_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-emotion", action="store_true", help="skip emotion detection (and emotion rules)"
+    )
+    p.add_argument(
+        "--emotion-model",
+        metavar="DIR",
+        default=os.environ.get("CALLWATCH_EMOTION_MODEL"),
+        help="a local speech-emotion checkpoint (wav2vec2/HuBERT audio classifier) to use "
+        "instead of the built-in prosody score",
+    )
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -69,6 +96,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     opts = AuditOptions(agent_channel=args.agent_channel, vad=VadConfig(aggressiveness=args.vad))
+    emotion = _emotion_analyzer(args)
+    if emotion is False:
+        return 2
 
     # Read headers first so the progress bar knows the total audio time.
     total = 0.0
@@ -96,7 +126,13 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             bar.set_description(Path(f).name[:30])
             try:
                 report = audit_file(
-                    f, packs, asr, args.customer, opts, progress=lambda s: bar.update(round(s, 1))
+                    f,
+                    packs,
+                    asr,
+                    args.customer,
+                    opts,
+                    progress=lambda s: bar.update(round(s, 1)),
+                    emotion=emotion or None,
                 )
             except AudioError as exc:
                 failures += 1
@@ -132,8 +168,22 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from assist.server import ServerConfig, serve
     from assist.session import LiveConfig
+    from assist.webhooks import WebhookConfigError, targets_from_args
     from audio.vad import VadConfig
 
+    try:
+        webhooks = targets_from_args(args.webhook, args.webhooks)
+    except WebhookConfigError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return 2
+    if args.emotion_model and not (Path(args.emotion_model) / "config.json").is_file():
+        print(
+            f"error: no speech-emotion model at {args.emotion_model} (expected a folder saved "
+            "with save_pretrained: config.json, weights, preprocessor_config.json)",
+            file=sys.stderr,
+        )
+        return 2
     logging.getLogger("callwatch").setLevel(logging.INFO)
     cfg = ServerConfig(
         model=args.model,
@@ -143,9 +193,63 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         db_url=args.db,
         store=not args.no_store,
         live=LiveConfig(partials=not args.no_partials, vad=VadConfig(aggressiveness=args.vad)),
+        webhooks=webhooks,
+        emotion=not args.no_emotion,
+        emotion_model=args.emotion_model,
     )
     serve(cfg, host=args.host, port=args.port)
     return 0
+
+
+def _cmd_webhooks_failed(args: argparse.Namespace) -> int:
+    from assist.store import Store, StoreError
+
+    try:
+        letters = Store(args.db).dead_letters(args.limit)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not letters:
+        print("no failed webhook deliveries", file=sys.stderr)
+        return 0
+    for d in letters:
+        print(
+            f"{d['id']:>5}  {d['created_at']}  {d['event_type']:<12}  call {d['call_id'] or '-'}  "
+            f"{d['attempts']} attempt(s)  {d['url']}\n       {d['last_error'][:300]}"
+        )
+    return 0
+
+
+def _cmd_webhooks_redeliver(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from assist.store import Store, StoreError
+    from assist.webhooks import SECRET_ENV, WebhookConfigError, load_targets, redeliver
+
+    try:
+        targets = load_targets(args.webhooks) if args.webhooks else []
+    except WebhookConfigError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return 2
+    try:
+        store = Store(args.db)
+        results = asyncio.run(
+            redeliver(store, targets, args.ids or None, os.environ.get(SECRET_ENV))
+        )
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for id_, error in results:
+        if error is None:
+            print(f"{id_}: delivered")
+        else:
+            failed += 1
+            print(f"{id_}: failed: {error}", file=sys.stderr)
+    if not results:
+        print("no failed webhook deliveries", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _print_event(ev: dict[str, Any], latency: float) -> None:
@@ -240,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--rules", metavar="DIR", help="rule pack folder or file (default: the built-in packs)"
     )
+    _add_emotion_flags(a)
     a.add_argument("--format", choices=["table", "json", "csv"], default="table")
     a.add_argument("--out", metavar="PATH", help="write the report here instead of stdout")
     a.add_argument("--events", action="store_true", help="include every event in JSON output")
@@ -281,6 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-partials", action="store_true", help="finals only (saves CPU)")
     s.add_argument("--db", metavar="URL")
     s.add_argument("--no-store", action="store_true")
+    s.add_argument(
+        "--webhook",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="POST alerts (warning and up) here, signed with $CALLWATCH_WEBHOOK_SECRET; repeatable",
+    )
+    s.add_argument(
+        "--webhooks", metavar="FILE", help="YAML list of webhook targets (see docs/webhooks.md)"
+    )
+    _add_emotion_flags(s)
     s.set_defaults(func=_cmd_serve)
 
     p2 = sub.add_parser("replay", help="play a recording into a server as a live call")
@@ -302,6 +418,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--partials", action="store_true", help="also print partial transcripts")
     d.add_argument("--port", type=int, help="server port (default: a free one)")
     d.set_defaults(func=_cmd_demo)
+
+    w = sub.add_parser("webhooks", help="webhook deliveries that failed (dead letters)")
+    wsub = w.add_subparsers(dest="webhooks_command", required=True)
+    wf = wsub.add_parser("failed", help="list events no receiver accepted")
+    wf.add_argument("--limit", type=int, default=100, help="at most this many, oldest first")
+    wf.add_argument("--db", metavar="URL")
+    wf.set_defaults(func=_cmd_webhooks_failed)
+    wr = wsub.add_parser("redeliver", help="send dead letters again; delete each one accepted")
+    wr.add_argument("ids", nargs="*", type=int, metavar="ID", help="default: all of them")
+    wr.add_argument(
+        "--webhooks",
+        metavar="FILE",
+        help="targets file to take secrets and retry settings from "
+        "(otherwise $CALLWATCH_WEBHOOK_SECRET)",
+    )
+    wr.add_argument("--db", metavar="URL")
+    wr.set_defaults(func=_cmd_webhooks_redeliver)
 
     r = sub.add_parser("rules", help="work with QA rule packs")
     rsub = r.add_subparsers(dest="rules_command", required=True)

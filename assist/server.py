@@ -10,6 +10,7 @@ Consume:
     GET /v1/calls                      active and recent calls
     GET /v1/calls/{call_id}            transcript, alerts, scorecard
     GET /healthz, GET /metrics
+Push: alerts (and any other events) POSTed to webhook targets, see assist/webhooks.py.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from starlette.websockets import WebSocketState
 from assist.bus import EventBus
 from assist.session import CallManager, LiveCall, LiveConfig
 from assist.store import Store
+from assist.webhooks import WebhookDispatcher, WebhookTarget
 from audio.protocols.audiohook import AudioHookAdapter
 from audio.protocols.base import Feed, ProtocolError
 from audio.protocols.raw import RawAdapter
 from audio.protocols.twilio import TwilioAdapter
 from models.asr import AsrConfig, WhisperAsr
+from models.emotion import EmotionAnalyzer
 from models.scheduler import AsrScheduler
 from qa_rules.loader import load_packs
 from qa_rules.schema import RulePack
@@ -54,6 +57,9 @@ class ServerConfig:
     db_url: str | None = None
     store: bool = True
     live: LiveConfig = field(default_factory=LiveConfig)
+    webhooks: list[WebhookTarget] = field(default_factory=list)
+    emotion: bool = True  # emotion events and emotion rules
+    emotion_model: str | None = None  # a local speech-emotion checkpoint (else prosody)
 
 
 ADAPTERS: dict[str, Callable[[], Any]] = {
@@ -88,9 +94,17 @@ class App:
         )
         self.bus = EventBus()
         self.store = Store(config.db_url) if config.store else None
+        self.emotion = EmotionAnalyzer(config.emotion_model) if config.emotion else None
         self.calls = CallManager(
-            self.packs, self.scheduler, self.bus, self.store, config.live, self.asr.model_id
+            self.packs,
+            self.scheduler,
+            self.bus,
+            self.store,
+            config.live,
+            self.asr.model_id,
+            emotion=self.emotion,
         )
+        self.webhooks = WebhookDispatcher(config.webhooks, self.store)
         self.started = time.time()
         self.protocol_errors = 0
 
@@ -103,12 +117,17 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.cw = state or await asyncio.to_thread(App, cfg)
+        cw = state if state is not None else await asyncio.to_thread(App, cfg)
+        app.state.cw = cw
+        cw.webhooks.start()
+        cw.bus.add_listener(cw.webhooks.submit)
         yield
-        cw: App = app.state.cw
         for call in list(cw.calls.calls.values()):
             if call.active:
                 await cw.calls.end(call, "server_shutdown")
+        # after the calls, so their last alerts and call.ended still go out (or dead-letter)
+        cw.bus.remove_listener(cw.webhooks.submit)
+        await cw.webhooks.aclose()
         if state is None:
             cw.close()
 
@@ -180,6 +199,7 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
             "bus_subscribers": cw.bus.subscribers,
             "bus_cut_off": cw.bus.cut_off,
             "protocol_errors": cw.protocol_errors,
+            **{f"webhook_{k}": v for k, v in cw.webhooks.stats().items()},
             "uptime_s": round(time.time() - cw.started, 1),
             "model": cw.asr.model_id,
         }

@@ -1,7 +1,9 @@
 """The call store: SQLite by default (one file, WAL), any SQLAlchemy URL otherwise.
 
 Keeps each call's summary row and every event it produced, so a report can be rebuilt
-and compliance can see who said what, when, and which rule fired.
+and compliance can see who said what, when, and which rule fired. Webhook deliveries that
+failed for good are kept too (``webhook_dead_letters``), so no alert is lost when a
+receiver is down: ``callwatch webhooks failed`` lists them, ``redeliver`` sends them again.
 """
 
 from __future__ import annotations
@@ -54,6 +56,20 @@ events = Table(
     Column("type", String(32), nullable=False, index=True),
     Column("t", Float, nullable=False),
     Column("payload", Text, nullable=False),
+)
+
+webhook_dead_letters = Table(
+    "webhook_dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("delivery_id", String(64), nullable=False),  # kept so a redelivery can be de-duplicated
+    Column("call_id", String(128), index=True),
+    Column("event_type", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
 )
 
 
@@ -154,6 +170,58 @@ class Store:
                 select(events.c.payload).where(events.c.call_id == call_id).order_by(events.c.seq)
             ).all()
         return [json.loads(r[0]) for r in rows]
+
+    def add_dead_letter(
+        self, url: str, delivery_id: str, event: dict[str, Any], attempts: int, last_error: str
+    ) -> int:
+        """Keep a webhook event no receiver accepted; returns the row id."""
+        row = {
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "url": url,
+            "delivery_id": delivery_id,
+            "call_id": event.get("call_id"),
+            "event_type": str(event.get("type", "")),
+            "payload": json.dumps(event, ensure_ascii=False),
+            "attempts": attempts,
+            "last_error": last_error,
+        }
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(webhook_dead_letters.insert().values(**row))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot save a dead letter for {url} to {self.url}: {exc}") from exc
+        pk = result.inserted_primary_key
+        assert pk is not None  # an autoincrement insert always has one
+        return int(pk[0])
+
+    def dead_letters(
+        self, limit: int | None = 100, ids: Iterable[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Oldest first, with the event decoded under ``event``; only ``ids`` if given."""
+        q = select(webhook_dead_letters).order_by(webhook_dead_letters.c.id)
+        if ids is not None:
+            q = q.where(webhook_dead_letters.c.id.in_(list(ids)))
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["event"] = json.loads(d.pop("payload"))
+            out.append(d)
+        return out
+
+    def delete_dead_letter(self, id_: int) -> bool:
+        """Forget a dead letter (it was redelivered); False if there was none."""
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    delete(webhook_dead_letters).where(webhook_dead_letters.c.id == id_)
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot delete dead letter {id_} from {self.url}: {exc}") from exc
+        return bool(result.rowcount)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

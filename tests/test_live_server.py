@@ -54,8 +54,16 @@ def wait_ended(url: str, call_id: str, timeout: float = 60) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def offline_breach(asr, packs) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    return audit_file(str(DEMO / "breach_call.wav"), packs, asr)
+def offline_breach(asr, packs, state: App) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return audit_file(str(DEMO / "breach_call.wav"), packs, asr, emotion=state.emotion)
+
+
+def emotion_keys(events: list[dict[str, Any]]) -> list[tuple[str, float, str, float]]:
+    return sorted(
+        (e["speaker"], e["t"], e["label"], e["anger_index"])
+        for e in events
+        if e["type"] == "emotion"
+    )
 
 
 def alert_keys(alerts: list[dict[str, Any]]) -> list[tuple[str, float]]:
@@ -76,6 +84,8 @@ def test_full_call_each_protocol(url: str, protocol: str, offline_breach: dict[s
     alerts = [e for e in res.events if e["type"] == "alert"]
     # Same audio, same alerts as the offline audit (parity), whatever the protocol.
     assert alert_keys(alerts) == alert_keys(offline_breach["alerts"])
+    if protocol == "raw":  # lossless transport: the voice readings agree exactly too
+        assert emotion_keys(res.events) == emotion_keys(offline_breach["events"])
     ended = next(e for e in res.events if e["type"] == "call.ended")
     assert ended["reason"] in ("completed", "end")
     detail = wait_ended(url, res.call_id)
@@ -83,10 +93,10 @@ def test_full_call_each_protocol(url: str, protocol: str, offline_breach: dict[s
     assert len(detail["transcript"]) == len(finals)
 
 
-def test_live_offline_parity_on_real_call(url: str, asr, packs) -> None:  # type: ignore[no-untyped-def]
+def test_live_offline_parity_on_real_call(url: str, asr, packs, state: App) -> None:  # type: ignore[no-untyped-def]
     folder = shared("stereo/aws_lca_auto_repairs_40")
     agent, caller = str(folder / "agent.wav"), str(folder / "caller.wav")
-    offline = audit_file(agent, packs, asr, customer_path=caller)
+    offline = audit_file(agent, packs, asr, customer_path=caller, emotion=state.emotion)
     # raw PCM16 carries the 8 kHz PCM file losslessly (Twilio would re-encode it to µ-law)
     live = asyncio.run(replay(url, agent, customer=caller, protocol="raw", speed=12.0))
     live_finals = sorted(
@@ -97,6 +107,27 @@ def test_live_offline_parity_on_real_call(url: str, asr, packs) -> None:  # type
     live_alerts = [e for e in live.events if e["type"] == "alert"]
     assert alert_keys(live_alerts) == alert_keys(offline["alerts"])
     assert len(off_finals) > 40
+    assert emotion_keys(live.events) == emotion_keys(offline["events"])
+    # A calm real caller: no escalation, live or offline.
+    assert not [a for a in live_alerts if a["rule_id"] in ("caller_angry", "deescalate")]
+
+
+def test_angry_caller_reaches_the_supervisor_and_the_agent_while_live(url: str) -> None:
+    marks = json.loads((DEMO / "cancel_call.timeline.json").read_text())["marks"]
+    res = asyncio.run(
+        replay(url, str(DEMO / "cancel_call.wav"), protocol="twilio", speed=8.0, agent_id="a-9")
+    )
+    angry = [e for e in res.events if e["type"] == "alert" and e["rule_id"] == "caller_angry"]
+    assert [(a["severity"], a["audience"]) for a in angry] == [("critical", ["supervisor"])]
+    assert marks["complaint"] <= angry[0]["t"] <= marks["complaint"] + 12.0
+    (prompt,) = [e for e in res.events if e["type"] == "alert" and e["rule_id"] == "deescalate"]
+    assert prompt["audience"] == ["agent"] and "apologise" in prompt["message"]
+    # the alert follows the emotion reading that crossed the line, in the same stream
+    crossing = next(e for e in res.events if e["type"] == "emotion" and e["escalated"])
+    assert crossing["speaker"] == "customer" and crossing["seq"] < angry[0]["seq"]
+    detail = wait_ended(url, res.call_id)
+    assert detail["mood"]["customer"]["label"] in ("neutral", "frustrated", "angry")
+    assert detail["emotion"]["customer"]["escalations"] == 1
 
 
 def test_partials_arrive_before_their_final(url: str) -> None:

@@ -8,7 +8,7 @@ from qa_rules.loader import BUILTIN_PACKS, RuleError, load_packs, parse_pack
 
 def test_builtin_pack_loads_with_every_kind() -> None:
     (pack,) = load_packs(BUILTIN_PACKS)
-    assert {r.kind for r in pack.rules} == {"phrase", "silence", "speech_rate"}
+    assert {r.kind for r in pack.rules} == {"phrase", "silence", "speech_rate", "emotion"}
     assert "recording_disclosure" in {r.id for r in pack.rules}
 
 
