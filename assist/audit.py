@@ -141,7 +141,7 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
 def emotion_summary(emotions: list[Event]) -> dict[str, Any]:
     """Per speaker: how often each label, the peak anger index, time spent escalated."""
     out: dict[str, Any] = {}
-    escalated_since: dict[str, float] = {}
+    escalated: set[str] = set()
     for e in sorted(emotions, key=lambda e: (e["t"], e["seq"])):
         s = out.setdefault(
             e["speaker"],
@@ -149,11 +149,11 @@ def emotion_summary(emotions: list[Event]) -> dict[str, Any]:
         )
         s["labels"][e["label"]] = s["labels"].get(e["label"], 0) + 1
         s["peak_anger_index"] = max(s["peak_anger_index"], e["anger_index"])
-        if e["escalated"] and e["speaker"] not in escalated_since:
-            escalated_since[e["speaker"]] = e["t"]
+        if e["escalated"] and e["speaker"] not in escalated:
+            escalated.add(e["speaker"])
             s["escalations"] += 1
         elif not e["escalated"]:
-            escalated_since.pop(e["speaker"], None)
+            escalated.discard(e["speaker"])
         s["last"] = {"label": e["label"], "anger_index": e["anger_index"], "t": e["t"]}
     return out
 

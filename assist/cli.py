@@ -7,7 +7,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.emotion import EmotionAnalyzer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -33,18 +36,13 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _emotion_analyzer(args: argparse.Namespace) -> Any:
-    """The emotion models the flags ask for: an analyzer, None (off), or False (error shown)."""
+def _emotion_analyzer(args: argparse.Namespace) -> EmotionAnalyzer | None:
+    """The emotion models the flags ask for (None: off). Raises ModelNotFoundError."""
     if args.no_emotion:
         return None
     from models.emotion import EmotionAnalyzer
-    from models.locator import ModelNotFoundError
 
-    try:
-        return EmotionAnalyzer(args.emotion_model)
-    except ModelNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return False
+    return EmotionAnalyzer(args.emotion_model)
 
 
 def _add_emotion_flags(p: argparse.ArgumentParser) -> None:
@@ -96,8 +94,10 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     opts = AuditOptions(agent_channel=args.agent_channel, vad=VadConfig(aggressiveness=args.vad))
-    emotion = _emotion_analyzer(args)
-    if emotion is False:
+    try:
+        emotion = _emotion_analyzer(args)
+    except ModelNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
     # Read headers first so the progress bar knows the total audio time.
@@ -132,7 +132,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                     args.customer,
                     opts,
                     progress=lambda s: bar.update(round(s, 1)),
-                    emotion=emotion or None,
+                    emotion=emotion,
                 )
             except AudioError as exc:
                 failures += 1
@@ -177,13 +177,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"error: {issue}", file=sys.stderr)
         return 2
-    if args.emotion_model and not (Path(args.emotion_model) / "config.json").is_file():
-        print(
-            f"error: no speech-emotion model at {args.emotion_model} (expected a folder saved "
-            "with save_pretrained: config.json, weights, preprocessor_config.json)",
-            file=sys.stderr,
-        )
-        return 2
+    if args.emotion_model and not args.no_emotion:
+        from models.emotion.ser import check_model_folder
+        from models.locator import ModelNotFoundError
+
+        try:
+            check_model_folder(args.emotion_model)
+        except ModelNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     logging.getLogger("callwatch").setLevel(logging.INFO)
     cfg = ServerConfig(
         model=args.model,

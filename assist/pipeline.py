@@ -173,7 +173,9 @@ class CallPipeline:
         self._pending_jobs.pop(job.job_id, None)
         if not transcript.empty and any(c.isalnum() for c in transcript.text):
             if voice is None and self.emotion is not None and self.analyzer is not None:
-                voice = self._measure(job)
+                voice = self.analyzer.measure_or_none(
+                    job.audio, f"call {self.call_id} at {job.segment.t:.2f} s"
+                )
             words = tuple(WordTime(w.w, w.t, w.t_end) for w in transcript.words)
             # The utterance spans its VAD segment (speaking time for rates); words keep
             # their own times (evidence, windows).
@@ -331,16 +333,6 @@ class CallPipeline:
             ev = self.stamper.make("alert", t, **d)
             self.alerts.append(ev)
             self._outbox.append(ev)
-
-    def _measure(self, job: AsrJob) -> VoiceMeasure | None:
-        assert self.analyzer is not None
-        try:
-            return self.analyzer.measure(job.audio)
-        except Exception as exc:  # the words still count; only the voice reading is lost
-            log.warning(
-                "call %s: voice analysis failed at %.2f s: %s", self.call_id, job.segment.t, exc
-            )
-            return None
 
     def _observe_emotion(self, u: Utterance, voice: VoiceMeasure | None) -> EmotionObserved:
         """Score the utterance's emotion in time order (baselines depend on the order)."""

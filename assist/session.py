@@ -121,10 +121,9 @@ class LiveCall:
             # Runs on the ASR worker thread: measure the voice here, off the event loop.
             voice = None
             if analyzer is not None and tr is not None and not tr.empty:
-                try:
-                    voice = analyzer.measure(job.audio)
-                except Exception as exc:  # a voice we cannot measure still gets its words
-                    log.warning("call %s: voice analysis failed: %s", self.call_id, exc)
+                voice = analyzer.measure_or_none(
+                    job.audio, f"call {self.call_id} at {job.segment.t:.2f} s"
+                )
             self.loop.call_soon_threadsafe(self._on_final, job, tr, err, voice)
 
         self.scheduler.submit_final(job.audio, job.segment.t, done, self.info.language)

@@ -48,6 +48,7 @@ from pydantic import (
 
 from assist.events import EVENT_TYPES, Event
 from assist.store import Store
+from qa_rules.loader import yaml_line_of
 from qa_rules.schema import Audience, Severity
 
 log = logging.getLogger(__name__)
@@ -457,32 +458,12 @@ class WebhookConfigError(ValueError):
 _TARGETS = TypeAdapter(list[WebhookTarget])
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """Follow a pydantic error location through the YAML node tree to a line number."""
-    if node is None:
-        return None
-    line = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        elif isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == part), None)
-            if match is None:
-                break
-            line = match[0].start_mark.line + 1
-            node = match[1]
-        else:
-            break
-    return line
-
-
 def _issues(exc: ValidationError, where: str, node: yaml.Node | None = None) -> list[str]:
     out = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         fld = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-        line = _line_of(node, loc)
+        line = yaml_line_of(node, loc)
         place = f"{where}:{line}" if line else where
         msg = err["msg"].removeprefix("Value error, ")
         out.append(f"{place}: {fld}: {msg}" if fld else f"{place}: {msg}")

@@ -68,7 +68,7 @@ def score(
     """Label the clips in ``order`` with one tracker, after a baseline of ``prior`` clips."""
     tracker = EmotionTracker()
     for i in prior:
-        tracker.arousal("s", feats[i])
+        tracker.observe_voice("s", feats[i])
     out: dict[int, str] = {}
     for i in order:
         f = feats[i]
@@ -92,9 +92,10 @@ def report(name: str, rows: list[dict[str, str]], labels: dict[int, str]) -> Non
     print(f"{name}_balanced_accuracy: {balanced_accuracy(truth, pred):.3f}")
 
 
-def calm_rates(specs: list[str], analyzer: VoiceAnalyzer) -> tuple[int, int, int]:
-    """(utterances, labelled angry, speakers escalated) over calm recordings, voice only."""
-    n = angry = escalated = 0
+def calm_rates(specs: list[str], analyzer: VoiceAnalyzer) -> tuple[int, int, int, int]:
+    """(utterances, with a voice reading, labelled angry, speakers escalated) over calm
+    recordings, voice only."""
+    n = voiced = angry = escalated = 0
     for spec in specs:
         agent, _, customer = spec.partition("+")
         audio = read_call(agent, customer or None)
@@ -103,12 +104,14 @@ def calm_rates(specs: list[str], analyzer: VoiceAnalyzer) -> tuple[int, int, int
             went_up = False
             for seg in detect_segments(ch.samples):
                 x = ch.samples[int(seg.t * 16000) : int(seg.t_end * 16000)]
-                r = tracker.observe(ch.role, seg.t, seg.t_end, "", "en", analyzer.analyze(x))
+                f = analyzer.analyze(x)
+                r = tracker.observe(ch.role, seg.t, seg.t_end, "", "en", f)
                 n += 1
+                voiced += tracker.usable(f)
                 angry += r.label == "angry"
                 went_up |= r.escalated
             escalated += went_up
-    return n, angry, escalated
+    return n, voiced, angry, escalated
 
 
 def main() -> None:
@@ -172,10 +175,11 @@ def main() -> None:
     print(f"call_order_balanced_accuracy_min: {np.min(bas):.3f}")
     print(f"voice_features_s_per_audio_s: {t_feat / audio_s:.4f}")
     if args.calm:
-        n, angry, escalated = calm_rates(args.calm, analyzer)
+        n, voiced, angry, escalated = calm_rates(args.calm, analyzer)
         print(f"# calm calls: {', '.join(args.calm)}")
         print(f"calm_utterances: {n}")
-        print(f"calm_angry_label_rate: {angry / max(n, 1):.3f}")
+        print(f"calm_utterances_with_voice_reading: {voiced}")
+        print(f"calm_angry_label_rate: {angry / max(voiced, 1):.3f}")
         print(f"calm_speakers_escalated: {escalated}")
 
 

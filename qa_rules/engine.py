@@ -335,7 +335,7 @@ class RuleEngine:
         else:
             holds = e.label in (r.labels or []) and e.confidence >= r.min_confidence
             cleared = not holds
-        x = st.extra
+        x = st.extra.setdefault(e.speaker, {})  # with speaker: any, each speaker on its own
         if holds:
             if x.get("run_n", 0) == 0:
                 x["run_t"] = e.t
@@ -361,7 +361,7 @@ class RuleEngine:
                 Alert(
                     rule_id=r.id,
                     kind=r.kind,
-                    severity="info",
+                    severity=r.severity,  # same as the raise: whoever got it hears it ended
                     audience=tuple(r.audience),
                     message=f"Cleared: {e.speaker} sounds calmer (anger index {e.anger_index:.2f})",
                     t=round(e.t_end, 3),
@@ -377,14 +377,18 @@ class RuleEngine:
         ):
             return []
         x["active"] = True
-        what = f"anger index {e.anger_index:.2f}" if r.index_above is not None else e.label
+        default = (
+            f"{e.speaker.capitalize()} sounds angry (anger index {e.anger_index:.2f})"
+            if r.index_above is not None
+            else f"{e.speaker.capitalize()} sounds {e.label}"
+        )
         return [
             self._alert(
                 st,
                 e.t_end,
                 e.speaker,
                 {**values, "state": "raised", "utterance": e.text},
-                default=f"{e.speaker.capitalize()} sounds {e.label} ({what})",
+                default=default,
             )
         ]
 

@@ -65,7 +65,7 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+def yaml_line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """Follow a pydantic error location through the YAML node tree to a line number."""
     if node is None:
         return None
@@ -135,7 +135,7 @@ def parse_pack(text: str, filename: str) -> RulePack:
                 loc = (*loc, "kind")
             elif err["type"] == "union_tag_not_found":
                 msg = "missing 'kind' (phrase, silence, speech_rate or emotion)"
-            issues.append(RuleIssue(filename, _line_of(node, loc), _field_path(loc, data), msg))
+            issues.append(RuleIssue(filename, yaml_line_of(node, loc), _field_path(loc, data), msg))
         raise RuleError(issues) from exc
 
 

@@ -7,11 +7,14 @@ call's ``EmotionTracker``, which fuses it with the words in time order.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from audio.codecs import Float32Array
 from models.emotion.voice import VoiceAnalyzer, VoiceFeatures
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,5 +41,15 @@ class EmotionAnalyzer:
 
     def measure(self, samples: Float32Array) -> VoiceMeasure:
         features = self.voice.analyze(samples)
-        p = self.ser.angry_probability(samples) if self.ser and features else None
+        usable = features is not None and features.pitch_st > 0
+        p = self.ser.angry_probability(samples) if self.ser and usable else None
         return VoiceMeasure(features, p, self.backend)
+
+    def measure_or_none(self, samples: Float32Array, where: str) -> VoiceMeasure | None:
+        """``measure``, but a voice that cannot be measured only loses its reading (logged):
+        the words still count and the call goes on."""
+        try:
+            return self.measure(samples)
+        except Exception as exc:
+            log.warning("%s: voice analysis failed: %s", where, exc)
+            return None

@@ -113,9 +113,6 @@ class Valence:
     valence: float  # -1 .. +1
     cues: tuple[str, ...] = field(default_factory=tuple)  # phrases and words that moved it
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"valence": round(self.valence, 3), "cues": list(self.cues)}
-
 
 @cache
 def _vader() -> Any:

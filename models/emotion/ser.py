@@ -8,6 +8,7 @@ Needs the optional ``ser`` extra (``transformers``); torch is already a dependen
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,23 +22,29 @@ from models.locator import ModelNotFoundError
 ANGER_NAMES = ("ang", "angry", "anger", "annoyed", "frustrated", "frustration")
 
 
+def check_model_folder(path: str | Path) -> Path:
+    """Fail early, with what to do, when a configured model cannot be loaded at all."""
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"no speech-emotion model at {folder}: expected a folder saved with "
+            "save_pretrained (config.json, model weights, preprocessor_config.json)"
+        )
+    if importlib.util.find_spec("transformers") is None:
+        raise ModelNotFoundError(
+            "a speech-emotion model needs the 'ser' extra: pip install 'callwatch[ser]'"
+        )
+    return folder
+
+
 class SerModel:
     """Probability of anger per utterance from a local audio-classification checkpoint."""
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:
-        folder = Path(path).expanduser()
-        if not (folder / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"no speech-emotion model at {folder}: expected a folder saved with "
-                "save_pretrained (config.json, model weights, preprocessor_config.json)"
-            )
-        try:
-            import torch
-            from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-        except ImportError as exc:  # the optional extra is not installed
-            raise ModelNotFoundError(
-                "a speech-emotion model needs the 'ser' extra: pip install 'callwatch[ser]'"
-            ) from exc
+        folder = check_model_folder(path)
+        import torch
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
         self._torch = torch
         torch.set_num_threads(threads)
         self.extractor = AutoFeatureExtractor.from_pretrained(folder, local_files_only=True)

@@ -38,6 +38,10 @@ class EmotionConfig:
     # baseline: on real calls such fragments sit far below the speaker's level and one of
     # them in a young baseline makes the next normal sentence look like a shout.
     min_voice_s: float = 1.0
+    # While escalated, aroused utterances stay out of the baseline, but only this many per
+    # escalation: a lasting change of level (a speakerphone, a louder line) must not keep a
+    # speaker escalated for the rest of the call.
+    max_frozen: int = 8
     # How much each feature wanders between a calm speaker's utterances (90th percentile
     # of |utterance - running median| on real calls, see docs/emotion.md).
     loudness_scale: float = 0.24
@@ -100,6 +104,7 @@ class _Speaker:
         self.history: deque[np.ndarray] = deque(maxlen=window)
         self.index = 0.0
         self.escalated = False
+        self.frozen = 0  # aroused utterances kept out of the baseline in this escalation
         self.last_t_end: float | None = None
 
 
@@ -111,8 +116,9 @@ class EmotionTracker:
         self._speakers: dict[str, _Speaker] = {}
         self._scale = np.array([self.config.loudness_scale, self.config.flux_unvoiced_scale])
 
-    def arousal(self, speaker: str, voice: VoiceFeatures | None) -> tuple[float, int]:
-        """Speaker-relative arousal of one utterance, and the baseline size it used."""
+    def observe_voice(self, speaker: str, voice: VoiceFeatures | None) -> tuple[float, int]:
+        """Speaker-relative arousal of one utterance and the baseline size it used; the
+        utterance then joins the speaker's baseline (so call this once per utterance)."""
         cfg = self.config
         st = self._speakers.setdefault(speaker, _Speaker(cfg.baseline_window))
         if not self.usable(voice):
@@ -127,8 +133,13 @@ class EmotionTracker:
         base = np.quantile(hist, cfg.baseline_quantile, axis=0)
         z = float(np.mean((v - base) / self._scale))
         # While the speaker is escalated their anger must not become their baseline.
-        if not (st.escalated and z >= cfg.arousal_pivot):
+        # After max_frozen such utterances in one escalation, take them as the new normal.
+        if st.escalated and z >= cfg.arousal_pivot and st.frozen < cfg.max_frozen:
+            st.frozen += 1
+        else:
             st.history.append(v)
+        if not st.escalated:
+            st.frozen = 0
         return z, n
 
     def usable(self, voice: VoiceFeatures | None) -> bool:
@@ -150,11 +161,11 @@ class EmotionTracker:
     ) -> EmotionReading:
         cfg = self.config
         st = self._speakers.setdefault(speaker, _Speaker(cfg.baseline_window))
-        arousal, n = self.arousal(speaker, voice)
+        arousal, n = self.observe_voice(speaker, voice)
         val: Valence = text_valence(text, language)
         # Trust the voice in proportion to how well we know this speaker's baseline.
         trust = min(n, cfg.warmup_utterances) / cfg.warmup_utterances if self.usable(voice) else 0.0
-        if angry_probability is not None:  # a trained model speaks for the voice
+        if angry_probability is not None and self.usable(voice):  # a trained model speaks
             p = min(max(angry_probability, 1e-4), 1 - 1e-4)
             acoustic = math.log(p / (1 - p))
             trust = 1.0
@@ -202,7 +213,3 @@ class EmotionTracker:
             features=voice.to_dict() if voice else {},
             backend=backend,
         )
-
-    def index(self, speaker: str) -> float:
-        st = self._speakers.get(speaker)
-        return st.index if st else 0.0

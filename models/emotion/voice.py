@@ -26,7 +26,7 @@ MIN_SPEECH_S = 0.5  # shorter clips give unstable statistics: no acoustic readin
 @dataclass(frozen=True)
 class VoiceFeatures:
     loudness: float  # log mean loudness (openSMILE's auditory loudness, log-scaled)
-    flux: float  # log mean spectral flux over all frames
+    flux: float  # log mean spectral flux over all frames (evidence only)
     flux_unvoiced: float  # log mean spectral flux in unvoiced frames
     pitch_st: float  # median F0 in semitones above 27.5 Hz (0 when no voicing found)
     pitch_range_st: float  # 20th-80th percentile F0 range in semitones
