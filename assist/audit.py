@@ -154,7 +154,7 @@ def emotion_summary(emotions: list[Event]) -> dict[str, Any]:
             s["escalations"] += 1
         elif not e["escalated"]:
             escalated.discard(e["speaker"])
-        s["last"] = {"label": e["label"], "anger_index": e["anger_index"], "t": e["t"]}
+        s["last"] = {k: e[k] for k in ("label", "anger_index", "escalated", "t")}
     return out
 
 

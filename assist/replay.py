@@ -26,6 +26,7 @@ import websockets
 from scipy.signal import resample_poly
 
 from audio.codecs import float_to_int16, pcm16_to_ulaw
+from audio.protocols import twilio
 from audio.protocols.audiohook import client_message
 from audio.resample import streamable
 
@@ -195,25 +196,7 @@ class _Sender:
             if self.language:
                 custom["language"] = self.language
             await self.ws.send(
-                json.dumps(
-                    {
-                        "event": "start",
-                        "sequenceNumber": "1",
-                        "streamSid": self.stream_sid,
-                        "start": {
-                            "streamSid": self.stream_sid,
-                            "accountSid": "AC" + "0" * 32,
-                            "callSid": "CA" + uuid.uuid4().hex,
-                            "tracks": ["inbound", "outbound"],
-                            "customParameters": custom,
-                            "mediaFormat": {
-                                "encoding": "audio/x-mulaw",
-                                "sampleRate": 8000,
-                                "channels": 1,
-                            },
-                        },
-                    }
-                )
+                twilio.start_message(self.stream_sid, "CA" + uuid.uuid4().hex, custom)
             )
         elif self.p == "audiohook":
             params: dict[str, Any] = {
@@ -274,21 +257,18 @@ class _Sender:
             ts = str(int(k * FRAME_S * 1000))
             for track, x in (("outbound", agent), ("inbound", cust)):
                 self.seq += 1
+                payload = base64.b64encode(pcm16_to_ulaw(float_to_int16(x))).decode()
                 await self.ws.send(
-                    json.dumps(
-                        {
-                            "event": "media",
-                            "sequenceNumber": str(self.seq),
-                            "streamSid": self.stream_sid,
-                            "media": {
-                                "track": track,
-                                "chunk": str(k + 1),
-                                "timestamp": ts,
-                                "payload": base64.b64encode(
-                                    pcm16_to_ulaw(float_to_int16(x))
-                                ).decode(),
-                            },
-                        }
+                    twilio.client_message(
+                        "media",
+                        self.seq,
+                        self.stream_sid,
+                        media={
+                            "track": track,
+                            "chunk": str(k + 1),
+                            "timestamp": ts,
+                            "payload": payload,
+                        },
                     )
                 )
         elif self.p == "audiohook":
@@ -307,13 +287,11 @@ class _Sender:
         if self.p == "twilio":
             self.seq += 1
             await self.ws.send(
-                json.dumps(
-                    {
-                        "event": "stop",
-                        "sequenceNumber": str(self.seq),
-                        "streamSid": self.stream_sid,
-                        "stop": {"accountSid": "AC" + "0" * 32, "callSid": "CA"},
-                    }
+                twilio.client_message(
+                    "stop",
+                    self.seq,
+                    self.stream_sid,
+                    stop={"accountSid": "AC" + "0" * 32, "callSid": "CA"},
                 )
             )
         elif self.p == "audiohook":

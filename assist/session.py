@@ -248,15 +248,7 @@ class LiveCall:
 
     def mood(self) -> dict[str, Any]:
         """Latest emotion reading per speaker (the board's mood gauge)."""
-        out: dict[str, Any] = {}
-        for e in self.pipe.emotions:
-            out[e["speaker"]] = {
-                "label": e["label"],
-                "anger_index": e["anger_index"],
-                "escalated": e["escalated"],
-                "t": e["t"],
-            }
-        return out
+        return {spk: s["last"] for spk, s in emotion_summary(self.pipe.emotions).items()}
 
     def detail(self) -> dict[str, Any]:
         transcript = sorted(

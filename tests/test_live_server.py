@@ -20,6 +20,7 @@ from assist.replay import replay
 from assist.server import App
 from audio.codecs import float_to_int16, pcm16_to_ulaw
 from audio.protocols.audiohook import client_message
+from audio.protocols.twilio import start_message
 from tests.conftest import DEMO, shared
 from tests.live_server import make_state, running_server
 
@@ -178,20 +179,7 @@ def test_agent_stream_sees_only_its_calls(url: str) -> None:
 
 
 def _twilio_start(call_id: str) -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "sequenceNumber": "1",
-            "streamSid": "MZ1",
-            "start": {
-                "streamSid": "MZ1",
-                "callSid": call_id,
-                "tracks": ["inbound", "outbound"],
-                "customParameters": {"call_id": call_id, "agent_id": "a-1"},
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            },
-        }
-    )
+    return start_message("MZ1", call_id, {"call_id": call_id, "agent_id": "a-1"})
 
 
 def _tone_payload(seconds: float = 0.02) -> str:

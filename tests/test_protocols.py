@@ -15,7 +15,7 @@ from audio.protocols.audiohook import (
 )
 from audio.protocols.base import ProtocolError
 from audio.protocols.raw import RawAdapter
-from audio.protocols.twilio import TwilioAdapter, signature, valid_signature
+from audio.protocols.twilio import TwilioAdapter, signature, start_message, valid_signature
 
 
 def ulaw_b64(seconds: float) -> str:
@@ -26,20 +26,7 @@ def ulaw_b64(seconds: float) -> str:
 
 
 def twilio_start(tracks: list[str]) -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "sequenceNumber": "1",
-            "streamSid": "MZ1",
-            "start": {
-                "streamSid": "MZ1",
-                "callSid": "CA9",
-                "tracks": tracks,
-                "customParameters": {"agent_id": "a-3", "language": "en"},
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            },
-        }
-    )
+    return start_message("MZ1", "CA9", {"agent_id": "a-3", "language": "en"}, tuple(tracks))
 
 
 def test_twilio_tracks_map_to_roles_and_gaps_become_silence() -> None:

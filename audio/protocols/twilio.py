@@ -28,6 +28,33 @@ RATE = 8000
 GAP_TOLERANCE = 80  # samples (10 ms) of timestamp jitter accepted without filling
 
 
+def client_message(event: str, seq: int, stream_sid: str, **body: Any) -> str:
+    """A message as Twilio (the client) sends it; used by the replay client and tests."""
+    return json.dumps({"event": event, "sequenceNumber": str(seq), "streamSid": stream_sid, **body})
+
+
+def start_message(
+    stream_sid: str,
+    call_sid: str,
+    custom: dict[str, str],
+    tracks: tuple[str, ...] = ("inbound", "outbound"),
+) -> str:
+    """The ``start`` message of a µ-law 8 kHz stream with these ``<Parameter>`` values."""
+    return client_message(
+        "start",
+        1,
+        stream_sid,
+        start={
+            "streamSid": stream_sid,
+            "accountSid": "AC" + "0" * 32,
+            "callSid": call_sid,
+            "tracks": list(tracks),
+            "customParameters": custom,
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1},
+        },
+    )
+
+
 def signature(auth_token: str, url: str, params: dict[str, str] | None = None) -> str:
     """X-Twilio-Signature: base64 HMAC-SHA1 of the URL plus sorted POST params."""
     params = params or {}
