@@ -353,3 +353,15 @@ def test_trained_model_errors_say_what_is_wrong(tmp_path: Path) -> None:
     folder = save_tiny_ser(tmp_path / "nolabel", ["calm", "happy"])
     with pytest.raises(ModelNotFoundError, match="no anger class"):
         SerModel(folder)
+
+
+def test_cli_refuses_a_missing_emotion_model_before_doing_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assist.cli import main
+
+    missing = str(tmp_path / "no-model")
+    assert main(["serve", "--emotion-model", missing, "--port", "1"]) == 2
+    assert "no speech-emotion model at" in capsys.readouterr().err
+    assert main(["audit", str(DEMO / "clean_call.wav"), "--emotion-model", missing, "-q"]) == 2
+    assert "no speech-emotion model at" in capsys.readouterr().err
