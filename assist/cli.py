@@ -266,6 +266,9 @@ def _print_event(ev: dict[str, Any], latency: float) -> None:
         line = f"ALERT {ev['severity'].upper()} {ev['rule_id']}: {ev['message']}"
     elif kind == "silence":
         line = f"silence {ev['duration']:.1f} s"
+    elif kind == "emotion":
+        flag = ", ESCALATED" if ev["escalated"] else ""
+        line = f"{ev['speaker']:>8}  ({ev['label']}, anger index {ev['anger_index']:.2f}{flag})"
     elif kind == "scorecard":
         line = f"score {ev['score']:.0f}/100"
     else:
