@@ -1,0 +1,28 @@
+"""The channel backend: one speaker per audio channel (stereo recordings, per-leg live audio).
+
+Nothing is inferred: the channel is the speaker, so confidence is 1. Turns come from the VAD on
+each channel, so two people talking at once show up as overlapping turns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from audio.vad import VadConfig, detect_segments
+from models.diarize.base import Diarization, SpeakerTurn
+
+
+class ChannelDiarizer:
+    name = "channel"
+
+    def __init__(self, vad: VadConfig | None = None) -> None:
+        self.vad = vad or VadConfig(end_silence_ms=200, pad_ms=60, min_segment_ms=200)
+
+    def diarize_channels(self, channels: dict[str, np.ndarray]) -> Diarization:
+        turns = [
+            SpeakerTurn(seg.t, seg.t_end, role)
+            for role, samples in channels.items()
+            for seg in detect_segments(samples, self.vad)
+        ]
+        turns.sort(key=lambda t: (t.start, t.end))
+        return Diarization(self.name, turns, 1.0, {"n_speakers": len(channels)})
