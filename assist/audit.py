@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from assist.diarization import DiarizeOptions, separate_speakers
 from assist.events import Event
 from assist.pipeline import AsrJob, CallPipeline
 from audio import SAMPLE_RATE
@@ -32,6 +35,9 @@ class AuditOptions:
     vad: VadConfig = field(default_factory=VadConfig)
     block_s: float = 1.0
     batch_size: int = 4
+    diarize: DiarizeOptions = field(default_factory=DiarizeOptions)
+    # Enrolled agents (agent id -> unit voiceprint) that decide roles on mono recordings.
+    voiceprints: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def call_id_for(paths: list[str]) -> str:
@@ -52,8 +58,13 @@ def run_pipeline(
     options: AuditOptions | None = None,
     progress: Progress | None = None,
     emotion: EmotionAnalyzer | None = None,
+    diarization: dict[str, Any] | None = None,
 ) -> CallPipeline:
-    """Run one recording; ``emotion`` adds emotion events and makes emotion rules live."""
+    """Run one recording; ``emotion`` adds emotion events and makes emotion rules live.
+
+    ``diarization`` (how speakers were found and roles decided) is recorded in the
+    call.started event and so in the report.
+    """
     opts = options or AuditOptions()
     pipe = CallPipeline(
         call_id,
@@ -71,6 +82,7 @@ def run_pipeline(
         mode="audit",
         emotion=emotion.backend if emotion else None,
         rule_packs=[f"{p.pack}@{p.version}" for p in packs],
+        diarization=diarization,
     )
     block = int(opts.block_s * SAMPLE_RATE)
     n = max(c.samples.size for c in audio.channels)
@@ -116,6 +128,7 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
         "model": started.get("model"),
         "rule_packs": started.get("rule_packs", []),
         "channels": started.get("channels", []),
+        "diarization": started.get("diarization"),
         "transcript": [
             {k: tr[k] for k in ("speaker", "t", "t_end", "text", "words")} for tr in transcripts
         ],
@@ -169,6 +182,7 @@ def audit_file(
 ) -> dict[str, Any]:
     opts = options or AuditOptions()
     audio = read_call(path, customer_path, opts.agent_channel)
+    audio, diarization = separate_speakers(audio, opts.diarize, asr, opts.voiceprints)
     paths = [path] + ([customer_path] if customer_path else [])
-    pipe = run_pipeline(audio, call_id_for(paths), packs, asr, opts, progress, emotion)
+    pipe = run_pipeline(audio, call_id_for(paths), packs, asr, opts, progress, emotion, diarization)
     return build_report(pipe, pipe.drain())

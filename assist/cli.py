@@ -62,6 +62,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from assist.audit import AuditOptions, audit_file
+    from assist.diarization import DiarizeOptions
     from assist.report import to_csv, to_json, to_table
     from assist.store import Store, StoreError
     from audio.errors import AudioError
@@ -93,7 +94,16 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         except StoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    opts = AuditOptions(agent_channel=args.agent_channel, vad=VadConfig(aggressiveness=args.vad))
+    try:
+        opts = AuditOptions(
+            agent_channel=args.agent_channel,
+            vad=VadConfig(aggressiveness=args.vad),
+            diarize=DiarizeOptions(args.diarize, args.pyannote_dir),
+            voiceprints=_voiceprints(args.db, args.agent),
+        )
+    except (ValueError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         emotion = _emotion_analyzer(args)
     except ModelNotFoundError as exc:
@@ -162,6 +172,74 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if failures:
         print(f"{failures} of {len(args.files)} file(s) failed", file=sys.stderr)
         return 1
+    return 0
+
+
+def _voiceprints(db: str | None, agent_ids: list[str] | None) -> dict[str, Any]:
+    """Enrolled agents' voiceprints (all, or only ``agent_ids``) as unit vectors."""
+    import numpy as np
+
+    from assist.store import Store
+
+    prints = Store(db).voiceprints(agent_ids or None)
+    missing = sorted(set(agent_ids or ()) - set(prints))
+    if missing:
+        raise ValueError(
+            f"agent(s) not enrolled: {', '.join(missing)} (callwatch agents enroll AGENT_ID FILE)"
+        )
+    return {k: np.asarray(v, dtype=np.float32) for k, v in prints.items()}
+
+
+def _cmd_agents_enroll(args: argparse.Namespace) -> int:
+    from assist.diarization import EnrolmentError, enrol_from
+    from assist.store import Store, StoreError
+    from audio.errors import AudioError
+    from audio.reader import read_call
+
+    try:
+        audio = read_call(args.file, args.customer, args.agent_channel)
+        enrolment = enrol_from(audio)
+        store = Store(args.db)
+        store.save_agent(
+            args.agent_id, enrolment.voiceprint.tolist(), enrolment.speech_s, str(args.file)
+        )
+    except (AudioError, EnrolmentError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"enrolled {args.agent_id} from {args.file}: {enrolment.speech_s:.1f} s of speech "
+        f"({enrolment.note}); stored in {store.url}"
+    )
+    return 0
+
+
+def _cmd_agents_list(args: argparse.Namespace) -> int:
+    from assist.store import Store, StoreError
+
+    try:
+        rows = Store(args.db).list_agents()
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not rows:
+        print("no agents enrolled (callwatch agents enroll AGENT_ID FILE)")
+    for r in rows:
+        print(f"{r['agent_id']:<20} {r['speech_s']:6.1f} s  {r['enrolled_at']}  {r['source']}")
+    return 0
+
+
+def _cmd_agents_remove(args: argparse.Namespace) -> int:
+    from assist.store import Store, StoreError
+
+    try:
+        removed = Store(args.db).delete_agent(args.agent_id)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not removed:
+        print(f"error: agent {args.agent_id} is not enrolled", file=sys.stderr)
+        return 1
+    print(f"removed {args.agent_id}")
     return 0
 
 
@@ -350,6 +428,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--rules", metavar="DIR", help="rule pack folder or file (default: the built-in packs)"
     )
     _add_emotion_flags(a)
+    a.add_argument(
+        "--diarize",
+        choices=["embedding", "pyannote", "none"],
+        default=os.environ.get("CALLWATCH_DIARIZE", "embedding"),
+        help="how mono recordings are split into speakers (default embedding; "
+        "pyannote needs --pyannote-dir)",
+    )
+    a.add_argument(
+        "--pyannote-dir",
+        metavar="DIR",
+        default=os.environ.get("CALLWATCH_PYANNOTE_DIR"),
+        help="local pyannote.audio pipeline folder (config.yaml + models)",
+    )
+    a.add_argument(
+        "--agent",
+        metavar="AGENT_ID",
+        action="append",
+        help="enrolled agent expected on these calls (repeatable; default: every enrolled agent)",
+    )
     a.add_argument("--format", choices=["table", "json", "csv"], default="table")
     a.add_argument("--out", metavar="PATH", help="write the report here instead of stdout")
     a.add_argument("--events", action="store_true", help="include every event in JSON output")
@@ -440,6 +537,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wr.add_argument("--db", metavar="URL")
     wr.set_defaults(func=_cmd_webhooks_redeliver)
+
+    ag = sub.add_parser("agents", help="enrolled agent voiceprints (tell agent from customer)")
+    agsub = ag.add_subparsers(dest="agents_command", required=True)
+    ae = agsub.add_parser("enroll", help="store an agent's voiceprint from a recording of them")
+    ae.add_argument("agent_id", metavar="AGENT_ID")
+    ae.add_argument(
+        "file",
+        metavar="FILE",
+        help="the agent speaking: a mono file of them, a mono call (their voice is the one "
+        "with most speech), or a stereo call (--agent-channel)",
+    )
+    ae.add_argument("--customer", metavar="FILE", help="when FILE is the agent's own leg")
+    ae.add_argument("--agent-channel", choices=["left", "right"], default="left")
+    ae.add_argument("--db", metavar="URL")
+    ae.set_defaults(func=_cmd_agents_enroll)
+    al = agsub.add_parser("list", help="enrolled agents")
+    al.add_argument("--db", metavar="URL")
+    al.set_defaults(func=_cmd_agents_list)
+    ar = agsub.add_parser("remove", help="forget an agent's voiceprint")
+    ar.add_argument("agent_id", metavar="AGENT_ID")
+    ar.add_argument("--db", metavar="URL")
+    ar.set_defaults(func=_cmd_agents_remove)
 
     r = sub.add_parser("rules", help="work with QA rule packs")
     rsub = r.add_subparsers(dest="rules_command", required=True)

@@ -65,6 +65,23 @@ def to_csv(reports: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def _diarization_line(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "speakers: not recorded"
+    if d.get("backend") == "channel":
+        return f"speakers: {d.get('detail', 'one channel per speaker')}"
+    if d.get("backend") == "none":
+        return "speakers: not separated (diarization off)"
+    roles = ", ".join(f"{k}={v}" for k, v in d.get("roles", {}).items())
+    conf = d.get("confidence")
+    return (
+        f"speakers: {d['backend']} diarization, {len(d.get('speakers', []))} found, "
+        f"confidence {'n/a' if conf is None else f'{conf:.2f}'}; "
+        f"roles {roles or '-'} by {d.get('evidence', '-')}"
+        f" ({d.get('detail', '')})"
+    )
+
+
 def to_table(reports: list[dict[str, Any]], transcript: bool = True) -> str:
     lines: list[str] = []
     for r in reports:
@@ -77,6 +94,7 @@ def to_table(reports: list[dict[str, Any]], transcript: bool = True) -> str:
             f"duration {r['duration_s']:.1f} s | talk: {talk or '-'} | silence {st['silence_s']:.1f} s "
             f"(longest {st['longest_silence_s']:.1f} s) | wpm: {wpm or '-'} | model {r['model']}"
         )
+        lines.append(_diarization_line(r.get("diarization")))
         if "mixed" in r.get("channels", []):
             lines.append(
                 "note: mono recording, speakers are not separated (rules for agent/customer "

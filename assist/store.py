@@ -4,6 +4,8 @@ Keeps each call's summary row and every event it produced, so a report can be re
 and compliance can see who said what, when, and which rule fired. Webhook deliveries that
 failed for good are kept too (``webhook_dead_letters``), so no alert is lost when a
 receiver is down: ``callwatch webhooks failed`` lists them, ``redeliver`` sends them again.
+Enrolled agents' voiceprints (``callwatch agents enroll``) live here so diarization can tell
+the agent from the customer on mono recordings after any restart.
 """
 
 from __future__ import annotations
@@ -70,6 +72,17 @@ webhook_dead_letters = Table(
     Column("payload", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text, nullable=False),
+)
+
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("agent_id", String(128), primary_key=True),
+    Column("voiceprint", JSON, nullable=False),  # unit 256-d speaker embedding
+    Column("speech_s", Float, nullable=False),  # how much speech it was built from
+    Column("source", Text, nullable=False),  # the recording it was enrolled from
+    Column("enrolled_at", String(32), nullable=False),
 )
 
 
@@ -221,6 +234,47 @@ class Store:
                 )
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot delete dead letter {id_} from {self.url}: {exc}") from exc
+        return bool(result.rowcount)
+
+    # -- agents' voiceprints ---------------------------------------------------------------
+    def save_agent(
+        self, agent_id: str, voiceprint: list[float], speech_s: float, source: str
+    ) -> None:
+        """Enrol (or re-enrol) an agent: the newest voiceprint replaces the old one."""
+        row = {
+            "agent_id": agent_id,
+            "voiceprint": [round(float(v), 6) for v in voiceprint],
+            "speech_s": round(speech_s, 2),
+            "source": source,
+            "enrolled_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(agents).where(agents.c.agent_id == agent_id))
+                conn.execute(agents.insert().values(**row))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot enrol agent {agent_id} in {self.url}: {exc}") from exc
+
+    def list_agents(self) -> list[dict[str, Any]]:
+        """Every enrolled agent with its voiceprint, by id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(agents).order_by(agents.c.agent_id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def voiceprints(self, agent_ids: Iterable[str] | None = None) -> dict[str, list[float]]:
+        wanted = set(agent_ids) if agent_ids is not None else None
+        return {
+            a["agent_id"]: list(a["voiceprint"])
+            for a in self.list_agents()
+            if wanted is None or a["agent_id"] in wanted
+        }
+
+    def delete_agent(self, agent_id: str) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(delete(agents).where(agents.c.agent_id == agent_id))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot remove agent {agent_id} from {self.url}: {exc}") from exc
         return bool(result.rowcount)
 
 

@@ -100,7 +100,7 @@ def main() -> None:
         )
         channel_cost = time.process_time() - t0
         n = min(len(ch.samples) for ch in audio.channels)
-        mono = sum(ch.samples[:n] for ch in audio.channels) / 2
+        mono = (audio.channels[0].samples[:n] + audio.channels[1].samples[:n]) / 2
         hyp, cost = _run(args.backend, mono)
         parts = score(to_annotation(channel_ref, "call"), to_annotation(hyp, "call"))  # type: ignore[arg-type]
         print(

@@ -26,13 +26,13 @@ class Diarization:
     """Who spoke when in one recording.
 
     ``speakers`` are backend labels (``S1``, ``S2``... or channel roles). ``confidence`` is the
-    backend's own 0-1 estimate of how cleanly the speakers separate; ``details`` carries the
+    backend's own 0-1 estimate of how cleanly the speakers separate (None if it has none); ``details`` carries the
     figures behind it (chosen speaker count, separation margin...) for reports.
     """
 
     backend: str
     turns: list[SpeakerTurn]
-    confidence: float
+    confidence: float | None  # None: the backend does not estimate one
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -70,7 +70,7 @@ class Diarization:
     def to_dict(self) -> dict[str, Any]:
         return {
             "backend": self.backend,
-            "confidence": round(self.confidence, 3),
+            "confidence": None if self.confidence is None else round(self.confidence, 3),
             "speakers": self.speakers,
             "speech_s": {k: round(v, 2) for k, v in self.speech_seconds().items()},
             "details": self.details,

@@ -6,6 +6,8 @@ each channel, so two people talking at once show up as overlapping turns.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from audio.vad import VadConfig, detect_segments
@@ -17,6 +19,18 @@ class ChannelDiarizer:
 
     def __init__(self, vad: VadConfig | None = None) -> None:
         self.vad = vad or VadConfig(end_silence_ms=200, pad_ms=60, min_segment_ms=200)
+
+    @staticmethod
+    def describe(roles: list[str]) -> dict[str, Any]:
+        """Report entry for audio that arrived one speaker per channel."""
+        return {
+            "backend": "channel",
+            "confidence": 1.0,
+            "speakers": roles,
+            "roles": {r: r for r in roles},
+            "evidence": "channel",
+            "detail": "one channel per speaker: " + ", ".join(roles),
+        }
 
     def diarize_channels(self, channels: dict[str, np.ndarray]) -> Diarization:
         turns = [

@@ -112,7 +112,7 @@ def _merge_same_voice(
         if share[small] < config.min_cluster_share:
             a, b = small, int(np.argmax(sim[small]))
         else:
-            a, b = np.unravel_index(int(np.argmax(sim)), sim.shape)
+            a, b = (int(v) for v in np.unravel_index(int(np.argmax(sim)), sim.shape))
             needed = config.single_speaker_cos if k == 2 else config.same_speaker_cos
             if sim[a, b] < needed:
                 break
