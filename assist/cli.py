@@ -276,6 +276,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         webhooks=webhooks,
         emotion=not args.no_emotion,
         emotion_model=args.emotion_model,
+        diarize=not args.no_diarize,
     )
     serve(cfg, host=args.host, port=args.port)
     return 0
@@ -379,6 +380,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 language=args.language,
                 agent_channel=args.agent_channel,
                 on_event=on_event,
+                mixed=True if args.mixed else None,
             )
         )
     except (OSError, ValueError, RuntimeError) as exc:
@@ -499,6 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhooks", metavar="FILE", help="YAML list of webhook targets (see docs/webhooks.md)"
     )
     _add_emotion_flags(s)
+    s.add_argument(
+        "--no-diarize",
+        action="store_true",
+        help='keep mono ("mixed") streams as one speaker instead of finding speakers live',
+    )
     s.set_defaults(func=_cmd_serve)
 
     p2 = sub.add_parser("replay", help="play a recording into a server as a live call")
@@ -512,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     p2.add_argument("--language")
     p2.add_argument("--agent-channel", choices=["left", "right"], default="left")
     p2.add_argument("--partials", action="store_true", help="also print partial transcripts")
+    p2.add_argument(
+        "--mixed",
+        action="store_true",
+        help="send one mono mix of both sides (raw protocol) so the server finds the speakers; "
+        "mono files are always sent this way",
+    )
     p2.set_defaults(func=_cmd_replay)
 
     d = sub.add_parser("demo", help="start a server and replay the bundled demo calls into it")

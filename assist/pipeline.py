@@ -167,10 +167,17 @@ class CallPipeline:
         return jobs
 
     def deliver(
-        self, job: AsrJob, transcript: Transcript, voice: VoiceMeasure | None = None
+        self,
+        job: AsrJob,
+        transcript: Transcript,
+        voice: VoiceMeasure | None = None,
+        speaker: str | None = None,
     ) -> None:
-        """A transcript (and, if measured where the audio was, its voice) came back."""
+        """A transcript came back, with (if measured where the audio was) its voice and, on a
+        diarized mono stream, who spoke it."""
         self._pending_jobs.pop(job.job_id, None)
+        if speaker is not None:
+            job = AsrJob(job.job_id, job.channel, speaker, job.segment, job.audio)
         if not transcript.empty and any(c.isalnum() for c in transcript.text):
             if voice is None and self.emotion is not None and self.analyzer is not None:
                 voice = self.analyzer.measure_or_none(

@@ -54,8 +54,11 @@ def load_legs(
         agent = np.pad(data[:, 0], (0, n - len(data)))
         cust = np.pad(cdata[:, 0], (0, n - len(cdata)))
         return int(rate), agent, cust
+    if data.shape[1] == 1:
+        # A mono mix: only the raw protocol's "mixed" channel can carry it (see replay(mixed=)).
+        return int(rate), data[:, 0].copy(), np.zeros(len(data), dtype=np.float32)
     if data.shape[1] != 2:
-        raise ValueError(f"{path} is not stereo: pass the customer leg with --customer")
+        raise ValueError(f"{path} has {data.shape[1]} channels: expected mono or stereo")
     a = 0 if agent_channel == "left" else 1
     return int(rate), data[:, a].copy(), data[:, 1 - a].copy()
 
@@ -80,13 +83,24 @@ async def replay(
     on_event: Callable[[dict[str, Any], float], None] | None = None,
     drop_at_s: float | None = None,
     settle_s: float = 30.0,
+    mixed: bool | None = None,
 ) -> ReplayResult:
     """Stream one call into ``url`` (``ws://host:port``); returns the events it got back.
+
+    ``mixed`` sends one mono mix of both sides (raw protocol, channel ``mixed``) so the
+    server has to find the speakers; mono files are always sent that way.
 
     ``drop_at_s`` cuts the connection abruptly at that point of the recording (a hang-up
     without a stop message), for fault tests.
     """
     rate, agent, cust = load_legs(path, customer, agent_channel)
+    if mixed is None:
+        mixed = customer is None and sf.info(path).channels == 1
+    if mixed:
+        if protocol != "raw":
+            raise ValueError("a mono mix can only be replayed with --protocol raw")
+        agent = agent if not np.any(cust) else (agent + cust) / 2
+        cust = np.zeros_like(agent)
     call_id = call_id or f"replay-{Path(path).stem}-{uuid.uuid4().hex[:6]}"
     conv_id = str(uuid.uuid4())
     events_id = conv_id if protocol == "audiohook" else call_id
@@ -130,7 +144,7 @@ async def replay(
         n_frames = min(n_frames, int(drop_at_s / FRAME_S))
 
     async with websockets.connect(f"{url}/v1/ingest/{protocol}", max_size=None) as ws:
-        sender = _Sender(protocol, ws, call_id, conv_id, agent_id, language, send_rate)
+        sender = _Sender(protocol, ws, call_id, conv_id, agent_id, language, send_rate, mixed)
         await sender.begin()
         t0 = time.monotonic()
         t0_box.append(t0)
@@ -169,8 +183,10 @@ class _Sender:
         agent_id: str,
         language: str | None,
         rate: int,
+        mixed: bool = False,
     ) -> None:
         self.p = protocol
+        self.mixed = mixed
         self.rate = rate
         self.server_seq = 0
         self.ws = ws
@@ -236,7 +252,7 @@ class _Sender:
                         "agent_id": self.agent_id,
                         "sample_rate": self.rate,
                         "encoding": "pcm16",
-                        "channels": ["agent", "customer"],
+                        "channels": ["mixed"] if self.mixed else ["agent", "customer"],
                         **({"language": self.language} if self.language else {}),
                     }
                 )
@@ -279,6 +295,8 @@ class _Sender:
             if now - self.last_ping > 5.0:
                 self.last_ping = now
                 await self.ws.send(self._ah("ping", {}, k * FRAME_S))
+        elif self.mixed:
+            await self.ws.send(float_to_int16(agent).astype("<i2").tobytes())
         else:
             pcm = np.stack([float_to_int16(agent), float_to_int16(cust)], axis=1)
             await self.ws.send(pcm.astype("<i2").tobytes())

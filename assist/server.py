@@ -36,6 +36,7 @@ from audio.protocols.base import Feed, ProtocolError
 from audio.protocols.raw import RawAdapter
 from audio.protocols.twilio import TwilioAdapter
 from models.asr import AsrConfig, WhisperAsr
+from models.diarize.encoder import shared_encoder
 from models.emotion import EmotionAnalyzer
 from models.scheduler import AsrScheduler
 from qa_rules.loader import load_packs
@@ -60,6 +61,7 @@ class ServerConfig:
     webhooks: list[WebhookTarget] = field(default_factory=list)
     emotion: bool = True  # emotion events and emotion rules
     emotion_model: str | None = None  # a local speech-emotion checkpoint (else prosody)
+    diarize: bool = True  # find speakers on mono "mixed" streams (raw protocol)
 
 
 ADAPTERS: dict[str, Callable[[], Any]] = {
@@ -103,7 +105,10 @@ class App:
             config.live,
             self.asr.model_id,
             emotion=self.emotion,
+            diarize=config.diarize,
         )
+        if config.diarize:
+            shared_encoder()  # load the 17 MB speaker encoder now, not on the first mono call
         self.webhooks = WebhookDispatcher(config.webhooks, self.store)
         self.started = time.time()
         self.protocol_errors = 0

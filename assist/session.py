@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from assist.audit import build_report, emotion_summary
 from assist.bus import EventBus
 from assist.events import Event
@@ -24,6 +26,8 @@ from audio.codecs import Float32Array
 from audio.protocols.base import CallInfo
 from audio.vad import VadConfig
 from models.asr import MAX_CLIP_S, Transcript
+from models.diarize.channel import ChannelDiarizer
+from models.diarize.online import OnlineDiarizer
 from models.emotion import EmotionAnalyzer, EmotionTracker, VoiceMeasure
 from models.scheduler import AsrScheduler
 from qa_rules.engine import RuleEngine
@@ -58,8 +62,11 @@ class LiveCall:
         config: LiveConfig,
         model_id: str,
         emotion: EmotionAnalyzer | None = None,
+        speakers: OnlineDiarizer | None = None,
     ) -> None:
         self.info = info
+        # A mono "mixed" stream: each utterance's speaker is found as it finishes.
+        self.speakers = speakers
         self.scheduler = scheduler
         self.bus = bus
         self.loop = loop
@@ -89,6 +96,9 @@ class LiveCall:
             emotion=emotion.backend if emotion else None,
             rule_packs=[f"{p.pack}@{p.version}" for p in packs],
             metadata=info.metadata,
+            diarization={"backend": "embedding-online"}
+            if speakers
+            else ChannelDiarizer.describe(info.channels),
         )
         self._flush()
 
@@ -116,15 +126,20 @@ class LiveCall:
         self.scheduler.cancel_partial((self.call_id, job.channel))
 
         analyzer = self.analyzer
+        speakers = self.speakers
 
         def done(tr: Transcript | None, err: BaseException | None) -> None:
-            # Runs on the ASR worker thread: measure the voice here, off the event loop.
+            # Runs on the ASR worker thread: measure the voice and find the speaker here,
+            # off the event loop.
             voice = None
-            if analyzer is not None and tr is not None and not tr.empty:
-                voice = analyzer.measure_or_none(
-                    job.audio, f"call {self.call_id} at {job.segment.t:.2f} s"
-                )
-            self.loop.call_soon_threadsafe(self._on_final, job, tr, err, voice)
+            speaker = None
+            if tr is not None and not tr.empty:
+                where = f"call {self.call_id} at {job.segment.t:.2f} s"
+                if analyzer is not None:
+                    voice = analyzer.measure_or_none(job.audio, where)
+                if speakers is not None:
+                    speaker = _speaker_or_none(speakers, job.audio, tr.text, where)
+            self.loop.call_soon_threadsafe(self._on_final, job, tr, err, voice, speaker)
 
         self.scheduler.submit_final(job.audio, job.segment.t, done, self.info.language)
 
@@ -134,6 +149,7 @@ class LiveCall:
         tr: Transcript | None,
         err: BaseException | None,
         voice: VoiceMeasure | None = None,
+        speaker: str | None = None,
     ) -> None:
         if tr is None:
             log.error(
@@ -144,7 +160,7 @@ class LiveCall:
                 err,
             )
             tr = Transcript("", (), job.segment.t, job.segment.t_end, self.info.language or "en")
-        self.pipe.deliver(job, tr, voice)
+        self.pipe.deliver(job, tr, voice, speaker)
         self._flush()
         if self._closing and self.pipe.pending_jobs == 0:
             self._done.set()
@@ -270,7 +286,21 @@ class LiveCall:
         }
 
     def report(self) -> dict[str, Any]:
-        return build_report(self.pipe, list(self.events))
+        report = build_report(self.pipe, list(self.events))
+        if self.speakers is not None:
+            report["diarization"] = self.speakers.summary()
+        return report
+
+
+def _speaker_or_none(
+    speakers: OnlineDiarizer, audio: Float32Array, text: str, where: str
+) -> str | None:
+    """The utterance's speaker; a failure costs only this label (the line stays "mixed")."""
+    try:
+        return speakers.assign(audio, text)
+    except Exception:
+        log.exception("%s: speaker identification failed", where)
+        return None
 
 
 class CallManager:
@@ -286,8 +316,10 @@ class CallManager:
         model_id: str,
         keep_recent: int = 200,
         emotion: EmotionAnalyzer | None = None,
+        diarize: bool = True,
     ) -> None:
         self.emotion = emotion
+        self.diarize = diarize
         self.packs = packs
         self.scheduler = scheduler
         self.bus = bus
@@ -309,6 +341,7 @@ class CallManager:
             self.config,
             self.model_id,
             self.emotion,
+            self._online_diarizer(info),
         )
         self.calls[info.call_id] = call
         self._trim()
@@ -321,6 +354,21 @@ class CallManager:
                 await asyncio.to_thread(self.store.save_report, call.report(), "live")
             except StoreError as exc:
                 log.error("call %s: %s", call.call_id, exc)
+
+    def _online_diarizer(self, info: CallInfo) -> OnlineDiarizer | None:
+        """Mono mixed streams get speakers found live; the call's enrolled agent, if any."""
+        if not self.diarize or info.channels != ["mixed"]:
+            return None
+        agent_print = None
+        if self.store is not None and info.agent_id:
+            try:
+                prints = self.store.voiceprints([info.agent_id])
+            except StoreError as exc:
+                log.error("call %s: voiceprints unavailable: %s", info.call_id, exc)
+                prints = {}
+            if info.agent_id in prints:
+                agent_print = (info.agent_id, np.asarray(prints[info.agent_id], dtype=np.float32))
+        return OnlineDiarizer(agent_voiceprint=agent_print)
 
     def _trim(self) -> None:
         ended = [c for c in self.calls.values() if not c.active]

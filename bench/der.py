@@ -40,6 +40,11 @@ def read_uem(path: Path) -> dict[str, Timeline]:
     return out
 
 
+def whole(samples: object, rate: int = 16_000) -> Timeline:
+    """The UEM of a recording scored from start to end."""
+    return Timeline([Segment(0.0, len(samples) / rate)])  # type: ignore[arg-type]
+
+
 def to_annotation(diarization: Diarization, uri: str) -> Annotation:
     ann = Annotation(uri=uri)
     for i, turn in enumerate(diarization.turns):

@@ -3,6 +3,7 @@
     -> {"type": "start", "call_id": "c-1", "agent_id": "a-7", "sample_rate": 8000,
         "encoding": "pcm16" | "mulaw" | "alaw", "channels": ["agent", "customer"],
         "language": "en"}
+       ("channels": ["mixed"] is one mono mix of both sides: speakers are found live.)
     <- {"type": "started", "call_id": "c-1"}
     -> binary frames: samples interleaved in the order of "channels" (pcm16 little-endian)
     -> {"type": "stop"}
@@ -91,8 +92,11 @@ class RawAdapter:
             or not 1 <= len(channels) <= 2
             or any(c not in ROLES for c in channels)
             or len(set(channels)) != len(channels)
-        ):
-            problems.append('channels must list 1 or 2 distinct roles from ["agent", "customer"]')
+        ) and channels != ["mixed"]:
+            problems.append(
+                'channels must list 1 or 2 distinct roles from ["agent", "customer"], '
+                'or be ["mixed"] for one mono mix of both (speakers found live)'
+            )
         call_id = msg.get("call_id") or f"raw-{uuid.uuid4().hex[:12]}"
         if not isinstance(call_id, str) or len(call_id) > 128:
             problems.append("call_id must be a string of at most 128 characters")
