@@ -25,14 +25,14 @@ import torch
 
 from audio.reader import read_call
 from bench.der import DerParts, read_rttm, read_uem, score, to_annotation, whole
-from models.diarize import make_diarizer
+from models.diarize import Diarization, make_diarizer
 from models.diarize.channel import ChannelDiarizer
 from models.diarize.encoder import shared_encoder
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def _run(diarizer_name: str, samples: np.ndarray) -> tuple[object, float]:
+def _run(diarizer_name: str, samples: np.ndarray) -> tuple[Diarization, float]:
     diarizer = make_diarizer(diarizer_name)
     t0 = time.process_time()
     result = diarizer.diarize(samples)
@@ -94,8 +94,8 @@ def main() -> None:
     hyp, cost = _run(args.backend, samples)
     audio_s += len(samples) / 16000
     cpu_s += cost
-    parts = score(ref, to_annotation(hyp, "sample"), whole(samples))  # type: ignore[arg-type]
-    print(_line("telephone (sample)", parts, f"speakers {len(hyp.speakers)}/2"))  # type: ignore[attr-defined]
+    parts = score(ref, to_annotation(hyp, "sample"), whole(samples))
+    print(_line("telephone (sample)", parts, f"speakers {len(hyp.speakers)}/2"))
 
     ami = args.data / "diarization" / "ami_dev"
     refs = read_rttm(ami / "debug.development.rttm") | read_rttm(ami / "debug.train.rttm")
@@ -107,12 +107,12 @@ def main() -> None:
         hyp, cost = _run(args.backend, samples)
         audio_s += len(samples) / 16000
         cpu_s += cost
-        parts = score(refs[uri], to_annotation(hyp, uri), uems.get(uri))  # type: ignore[arg-type]
+        parts = score(refs[uri], to_annotation(hyp, uri), uems.get(uri))
         total.add(parts)
         n_ref = len(refs[uri].labels())
-        count_ok += len(hyp.speakers) == n_ref  # type: ignore[attr-defined]
+        count_ok += len(hyp.speakers) == n_ref
         if args.verbose:
-            print("  " + _line(uri, parts, f"speakers {len(hyp.speakers)}/{n_ref}"))  # type: ignore[attr-defined]
+            print("  " + _line(uri, parts, f"speakers {len(hyp.speakers)}/{n_ref}"))
     print(
         _line(f"meetings ({len(refs)} clips)", total, f"speaker count right {count_ok}/{len(refs)}")
     )
@@ -128,13 +128,13 @@ def main() -> None:
         n = min(len(ch.samples) for ch in audio.channels)
         mono = (audio.channels[0].samples[:n] + audio.channels[1].samples[:n]) / 2
         hyp, cost = _run(args.backend, mono)
-        parts = score(to_annotation(channel_ref, "call"), to_annotation(hyp, "call"), whole(mono))  # type: ignore[arg-type]
+        parts = score(to_annotation(channel_ref, "call"), to_annotation(hyp, "call"), whole(mono))
         print(
             _line(
                 f"call mono mix ({n / 16000 / 60:.0f} min)",
                 parts,
                 f"speakers {len(hyp.speakers)}/2",
-            )  # type: ignore[attr-defined]
+            )
             + f" vs channel turns; channel backend {channel_cost / (n / 16000) * 1000:.1f} ms/audio s"
         )
         audio_s += n / 16000
