@@ -25,7 +25,7 @@ class ClusterConfig:
     # Uncentred cosine between two clusters' mean voices above which they are one person.
     # Going below two speakers takes more (most recordings here are two-party calls).
     same_speaker_cos: float = 0.76
-    single_speaker_cos: float = 0.86
+    single_speaker_cos: float = 0.83
     min_cluster_share: float = 0.03  # clusters with less speech are folded into their nearest
 
 
