@@ -283,6 +283,9 @@ class LiveCall:
             else self.pipe.scorecard(),
             "silences": [e for e in self.events if e["type"] == "silence"],
             "emotion": emotion_summary(self.pipe.emotions),
+            "diarization": self.speakers.summary()
+            if self.speakers is not None
+            else ChannelDiarizer.describe(self.info.channels),
         }
 
     def report(self) -> dict[str, Any]:

@@ -113,6 +113,36 @@ def test_live_offline_parity_on_real_call(url: str, asr, packs, state: App) -> N
     assert not [a for a in live_alerts if a["rule_id"] in ("caller_angry", "deescalate")]
 
 
+def test_mono_mix_gets_speakers_live(url: str, state: App) -> None:
+    """One mixed channel: the server finds who speaks each utterance as the call goes."""
+    folder = shared("stereo/aws_lca_auto_repairs_40")
+    agent, caller = str(folder / "agent.wav"), str(folder / "caller.wav")
+    live = asyncio.run(replay(url, agent, customer=caller, protocol="raw", speed=12.0, mixed=True))
+    finals = [e for e in live.events if e["type"] == "transcript.final"]
+    assert len(finals) > 40
+    legs = {k: v.samples for k, v in zip(("agent", "customer"), load_channels(agent, caller))}
+    right = total = 0.0
+    for f in finals:
+        a, b = int(f["t"] * 16000), int(f["t_end"] * 16000)
+        truth = max(legs, key=lambda k: float(np.sum(legs[k][a:b] ** 2)))
+        total += f["t_end"] - f["t"]
+        right += (f["t_end"] - f["t"]) * (f["speaker"] == truth)
+    assert right / total > 0.85, right / total
+    assert finals[0]["speaker"] == "agent"  # "Thank you for calling Platinum Motors..."
+    stored = wait_ended(url, live.call_id)
+    assert stored["channels"] == ["mixed"]
+    if state.store is not None:
+        report = state.store.get_report(live.call_id)
+        assert report is not None and report["diarization"]["backend"] == "embedding-online"
+        assert report["diarization"]["roles"]["S1"] == "agent"
+
+
+def load_channels(agent: str, caller: str):  # type: ignore[no-untyped-def]
+    from audio.reader import read_call
+
+    return read_call(agent, customer_path=caller).channels
+
+
 def test_angry_caller_reaches_the_supervisor_and_the_agent_while_live(url: str) -> None:
     marks = json.loads((DEMO / "cancel_call.timeline.json").read_text())["marks"]
     res = asyncio.run(

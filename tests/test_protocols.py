@@ -243,3 +243,11 @@ def test_raw_start_validation_and_interleaving() -> None:
     with pytest.raises(ProtocolError, match="unknown message type"):
         ad.on_text(json.dumps({"type": "dance"}))
     assert ad.on_text(json.dumps({"type": "stop"})).ended == "completed"
+
+
+def test_raw_accepts_one_mixed_channel_but_not_mixed_with_roles() -> None:
+    start = {"type": "start", "call_id": "m1", "sample_rate": 8000, "encoding": "pcm16"}
+    feed = RawAdapter().on_text(json.dumps({**start, "channels": ["mixed"]}))
+    assert feed.started is not None and feed.started.channels == ["mixed"]
+    with pytest.raises(ProtocolError, match=r'\["mixed"\]'):
+        RawAdapter().on_text(json.dumps({**start, "channels": ["mixed", "agent"]}))
