@@ -269,7 +269,7 @@ def test_pyannote_loading_reports_why_it_cannot_run(tmp_path: Path) -> None:
     )
     # pyannote.audio cannot import beside torch 2.13 CPU here (STACK.md); where it can, the
     # empty model files fail to load. Either way the error names the cause.
-    with pytest.raises(PyannoteUnavailableError, match="cannot be imported|could not load"):
+    with pytest.raises(PyannoteUnavailableError, match=r"cannot be imported|could not load"):
         PyannoteDiarizer(tmp_path)
 
 

@@ -120,7 +120,7 @@ def test_mono_mix_gets_speakers_live(url: str, state: App) -> None:
     live = asyncio.run(replay(url, agent, customer=caller, protocol="raw", speed=12.0, mixed=True))
     finals = [e for e in live.events if e["type"] == "transcript.final"]
     assert len(finals) > 40
-    legs = {k: v.samples for k, v in zip(("agent", "customer"), load_channels(agent, caller))}
+    legs = {c.role: c.samples for c in load_channels(agent, caller)}
     right = total = 0.0
     for f in finals:
         a, b = int(f["t"] * 16000), int(f["t_end"] * 16000)
