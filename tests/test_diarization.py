@@ -177,24 +177,19 @@ def test_enrolment_survives_restart_and_decides_roles(
     enrol_wav = _write(tmp_path / "agent_first_half.wav", agent[:half])
     db = f"sqlite:///{tmp_path / 'cw.db'}"
     env = {**os.environ, "CALLWATCH_HOME": str(tmp_path / "home")}
-    cli = [sys.executable, "-m", "assist.cli"]
-    out = subprocess.run(
-        [*cli, "agents", "enroll", "michelle", enrol_wav, "--db", db],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        check=True,
-    ).stdout
-    assert "enrolled michelle" in out
-    listed = subprocess.run(
-        [*cli, "agents", "list", "--db", db],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        check=True,
-    ).stdout
+
+    def cli(*args: str) -> str:  # a new process each time, as after a restart
+        return subprocess.run(
+            [sys.executable, "-m", "assist.cli", *args, "--db", db],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            check=True,
+        ).stdout
+
+    assert "enrolled michelle" in cli("agents", "enroll", "michelle", enrol_wav)
+    listed = cli("agents", "list")
     assert listed.startswith("michelle")
 
     # A new Store (as after a restart) reads the voiceprint back, and it decides the roles
