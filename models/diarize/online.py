@@ -32,8 +32,13 @@ MIN_NEW_SPEAKER_S = 1.5  # shorter utterances ("um", "okay") join the closest kn
 class OnlineConfig:
     new_speaker_cos: float = 0.80  # greedy phase: below this to every known voice = new voice
     recluster_after: int = 6  # utterances before the offline clustering takes over
+    recluster_window: int = 400  # utterances it looks at (the most recent)
     max_speakers: int = 4
     clustering: ClusterConfig = field(default_factory=lambda: ClusterConfig(max_speakers=4))
+
+    def __post_init__(self) -> None:
+        if self.recluster_window <= self.recluster_after:
+            raise ValueError("recluster_window must be larger than recluster_after")
 
 
 @dataclass
@@ -103,12 +108,11 @@ class OnlineDiarizer:
         return label
 
     def _means(self) -> dict[int, np.ndarray]:
+        if not self._labels:
+            return {}
         known = np.array(self._labels)
-        embs = np.stack(self._embeddings[: len(known)]) if len(known) else None
-        return {
-            k: unit(embs[known == k].mean(axis=0))  # type: ignore[index]
-            for k in sorted(set(self._labels))
-        }
+        embs = np.stack(self._embeddings[: len(known)])
+        return {k: unit(embs[known == k].mean(axis=0)) for k in sorted(set(self._labels))}
 
     def _greedy(self, emb: np.ndarray, seconds: float) -> int:
         means = self._means()
@@ -124,13 +128,17 @@ class OnlineDiarizer:
         return max(means) + 1
 
     def _recluster(self) -> int:
-        emb = np.stack(self._embeddings)
-        result = cluster_embeddings(emb, np.array(self._seconds), self.config.clustering)
+        # The most recent utterances only: the eigen-decomposition grows with n^3, and the
+        # voices of a call are well represented by its last few hundred utterances.
+        keep = self.config.recluster_window
+        emb = np.stack(self._embeddings[-keep:])
+        seconds = self._seconds[-keep:]
+        result = cluster_embeddings(emb, np.array(seconds), self.config.clustering)
         new = result.labels
-        old = np.array(self._labels)  # one shorter: the newest utterance has no label yet
-        k_new, k_old = result.n_speakers, int(old.max()) + 1
+        old = np.array(self._labels[-(len(emb) - 1) :])  # the newest has no label yet
+        k_new, k_old = result.n_speakers, max(self._labels) + 1
         agreement = np.zeros((k_new, k_old))
-        for n_lab, o_lab, s in zip(new[:-1], old, self._seconds[:-1], strict=True):
+        for n_lab, o_lab, s in zip(new[:-1], old, seconds[:-1], strict=True):
             agreement[n_lab, o_lab] += s
         rows, cols = linear_sum_assignment(-agreement)
         mapping = {int(r): int(c) for r, c in zip(rows, cols, strict=True) if agreement[r, c] > 0}
