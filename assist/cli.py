@@ -68,6 +68,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from audio.errors import AudioError
     from audio.vad import VadConfig
     from models.asr import AsrConfig, WhisperAsr
+    from models.diarize.pyannote_backend import PyannoteUnavailableError
     from models.locator import ModelNotFoundError
     from qa_rules.loader import RuleError, load_packs
 
@@ -101,7 +102,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             diarize=DiarizeOptions(args.diarize, args.pyannote_dir),
             voiceprints=_voiceprints(args.db, args.agent),
         )
-    except (ValueError, StoreError) as exc:
+        if args.diarize == "pyannote":
+            opts.diarize.diarizer()  # load (or refuse) the pipeline before any file is read
+    except (ValueError, StoreError, PyannoteUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -10,7 +10,7 @@ else from who spoke first; the report carries the backend, its confidence and th
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from audio import SAMPLE_RATE
 from audio.reader import CallAudio, Channel
 from models.asr import WhisperAsr
-from models.diarize import Diarization, make_diarizer
+from models.diarize import Diarization, Diarizer, make_diarizer
 from models.diarize.channel import ChannelDiarizer
 from models.diarize.encoder import SpeakerEncoder, shared_encoder
 from models.diarize.roles import RoleDecision, SpeakerProfile, by_voiceprint, decide_roles
@@ -36,12 +36,21 @@ CUE_SECONDS = 20.0
 class DiarizeOptions:
     backend: str = "embedding"  # embedding | pyannote | none (keep one "mixed" speaker)
     pyannote_dir: str | None = None
+    _diarizer: Diarizer | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.backend not in DIARIZE_CHOICES:
             raise ValueError(
                 f"unknown diarization backend {self.backend!r}: use {', '.join(DIARIZE_CHOICES)}"
             )
+        if self.backend == "pyannote" and not self.pyannote_dir:
+            raise ValueError("--diarize pyannote needs --pyannote-dir: a local pipeline folder")
+
+    def diarizer(self) -> Diarizer:
+        """Built once and reused for every file (a pyannote pipeline takes seconds to load)."""
+        if self._diarizer is None:
+            self._diarizer = make_diarizer(self.backend, self.pyannote_dir)
+        return self._diarizer
 
 
 def speaker_voice(
@@ -147,7 +156,7 @@ def separate_speakers(
     if options.backend == "none":
         return audio, {"backend": "none", "confidence": 0.0, "speakers": ["mixed"]}
     samples = audio.channels[0].samples
-    d = make_diarizer(options.backend, options.pyannote_dir).diarize(samples)
+    d = options.diarizer().diarize(samples)
     if not d.turns:
         return audio, {**d.to_dict(), "note": "no speech found; kept one mixed speaker"}
     decision = assign_roles(d, samples, asr, voiceprints)

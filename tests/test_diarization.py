@@ -277,3 +277,15 @@ def test_turn_helpers() -> None:
     assert d.speakers == ["S1", "S2"]
     assert d.dominant_speaker(1.0, 4.0) == ("S2", pytest.approx(2.5 / 3))
     assert d.relabel({"S1": "agent"}).speakers == ["agent", "S2"]
+
+
+def test_cli_refuses_pyannote_without_a_usable_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assist.cli import main
+
+    wav = _write(tmp_path / "m.wav", np.zeros(16000, dtype=np.float32))
+    assert main(["audit", wav, "--diarize", "pyannote", "--no-store", "-q"]) == 2
+    assert "needs --pyannote-dir" in capsys.readouterr().err
+    assert main(["audit", wav, "--diarize", "pyannote", "--pyannote-dir", str(tmp_path)]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
