@@ -179,9 +179,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _voiceprints(db: str | None, agent_ids: list[str] | None) -> dict[str, Any]:
-    """Enrolled agents' voiceprints (all, or only ``agent_ids``) as unit vectors."""
-    import numpy as np
-
+    """Enrolled agents' voiceprints (all, or only ``agent_ids``); unknown ids are an error."""
     from assist.store import Store
 
     prints = Store(db).voiceprints(agent_ids or None)
@@ -190,7 +188,7 @@ def _voiceprints(db: str | None, agent_ids: list[str] | None) -> dict[str, Any]:
         raise ValueError(
             f"agent(s) not enrolled: {', '.join(missing)} (callwatch agents enroll AGENT_ID FILE)"
         )
-    return {k: np.asarray(v, dtype=np.float32) for k, v in prints.items()}
+    return prints
 
 
 def _cmd_agents_enroll(args: argparse.Namespace) -> int:

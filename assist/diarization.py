@@ -124,7 +124,7 @@ def assign_roles(
         texts = _cue_texts(d, samples, asr)
         for p in profiles:
             p.texts = texts.get(p.label, [])
-    return decide_roles(profiles, voiceprints)
+    return decide_roles(profiles)  # no voiceprint matched: phrases, then speaking order
 
 
 def _masked(samples: np.ndarray, turns: list[tuple[float, float]]) -> np.ndarray:

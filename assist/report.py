@@ -65,13 +65,12 @@ def to_csv(reports: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _diarization_line(d: dict[str, Any] | None) -> str:
-    if not d:
-        return "speakers: not recorded"
+def _diarization_line(d: dict[str, Any] | None) -> str | None:
+    """How the speakers were found; None where the mono note below says it all."""
+    if not d or d.get("backend") == "none":
+        return None
     if d.get("backend") == "channel":
         return f"speakers: {d.get('detail', 'one channel per speaker')}"
-    if d.get("backend") == "none":
-        return "speakers: not separated (diarization off)"
     roles = ", ".join(f"{k}={v}" for k, v in d.get("roles", {}).items())
     conf = d.get("confidence")
     return (
@@ -94,7 +93,9 @@ def to_table(reports: list[dict[str, Any]], transcript: bool = True) -> str:
             f"duration {r['duration_s']:.1f} s | talk: {talk or '-'} | silence {st['silence_s']:.1f} s "
             f"(longest {st['longest_silence_s']:.1f} s) | wpm: {wpm or '-'} | model {r['model']}"
         )
-        lines.append(_diarization_line(r.get("diarization")))
+        speakers = _diarization_line(r.get("diarization"))
+        if speakers:
+            lines.append(speakers)
         if "mixed" in r.get("channels", []):
             lines.append(
                 "note: mono recording, speakers are not separated (rules for agent/customer "

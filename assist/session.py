@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from assist.audit import build_report, emotion_summary
 from assist.bus import EventBus
 from assist.events import Event
@@ -96,9 +94,7 @@ class LiveCall:
             emotion=emotion.backend if emotion else None,
             rule_packs=[f"{p.pack}@{p.version}" for p in packs],
             metadata=info.metadata,
-            diarization={"backend": "embedding-online"}
-            if speakers
-            else ChannelDiarizer.describe(info.channels),
+            diarization=self.diarization(),
         )
         self._flush()
 
@@ -283,16 +279,19 @@ class LiveCall:
             else self.pipe.scorecard(),
             "silences": [e for e in self.events if e["type"] == "silence"],
             "emotion": emotion_summary(self.pipe.emotions),
-            "diarization": self.speakers.summary()
-            if self.speakers is not None
-            else ChannelDiarizer.describe(self.info.channels),
+            "diarization": self.diarization(),
         }
 
-    def report(self) -> dict[str, Any]:
-        report = build_report(self.pipe, list(self.events))
+    def diarization(self) -> dict[str, Any]:
+        """How this call's speakers are found: per channel, or live on a mono mix (with the
+        roles decided so far)."""
         if self.speakers is not None:
-            report["diarization"] = self.speakers.summary()
-        return report
+            return self.speakers.summary()
+        return ChannelDiarizer.describe(self.info.channels)
+
+    def report(self) -> dict[str, Any]:
+        # the roles of a mono call are only all known at its end, not at call.started
+        return {**build_report(self.pipe, list(self.events)), "diarization": self.diarization()}
 
 
 def _speaker_or_none(
@@ -370,7 +369,7 @@ class CallManager:
                 log.error("call %s: voiceprints unavailable: %s", info.call_id, exc)
                 prints = {}
             if info.agent_id in prints:
-                agent_print = (info.agent_id, np.asarray(prints[info.agent_id], dtype=np.float32))
+                agent_print = (info.agent_id, prints[info.agent_id])
         return OnlineDiarizer(agent_voiceprint=agent_print)
 
     def _trim(self) -> None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     Column,
@@ -261,10 +262,11 @@ class Store:
             rows = conn.execute(select(agents).order_by(agents.c.agent_id)).mappings().all()
         return [dict(r) for r in rows]
 
-    def voiceprints(self, agent_ids: Iterable[str] | None = None) -> dict[str, list[float]]:
+    def voiceprints(self, agent_ids: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Enrolled agents' voiceprints as float32 vectors (all, or only ``agent_ids``)."""
         wanted = set(agent_ids) if agent_ids is not None else None
         return {
-            a["agent_id"]: list(a["voiceprint"])
+            a["agent_id"]: np.asarray(a["voiceprint"], dtype=np.float32)
             for a in self.list_agents()
             if wanted is None or a["agent_id"] in wanted
         }

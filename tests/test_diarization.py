@@ -275,8 +275,7 @@ def test_turn_helpers() -> None:
         0.8,
     )
     assert d.speakers == ["S1", "S2"]
-    assert d.dominant_speaker(1.0, 4.0) == ("S2", pytest.approx(2.5 / 3))
-    assert d.relabel({"S1": "agent"}).speakers == ["agent", "S2"]
+    assert d.speech_seconds() == {"S1": 3.0, "S2": 2.5}
 
 
 def test_cli_refuses_pyannote_without_a_usable_folder(

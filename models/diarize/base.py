@@ -48,25 +48,6 @@ class Diarization:
             out[turn.speaker] = out.get(turn.speaker, 0.0) + turn.duration
         return out
 
-    def dominant_speaker(self, start: float, end: float) -> tuple[str | None, float]:
-        """The speaker who talks most in [start, end] and the share of that span they cover."""
-        best: str | None = None
-        best_s = 0.0
-        per: dict[str, float] = {}
-        for turn in self.turns:
-            overlap = min(end, turn.end) - max(start, turn.start)
-            if overlap > 0:
-                per[turn.speaker] = per.get(turn.speaker, 0.0) + overlap
-        for speaker, seconds in per.items():
-            if seconds > best_s:
-                best, best_s = speaker, seconds
-        span = max(end - start, 1e-6)
-        return best, min(1.0, best_s / span)
-
-    def relabel(self, mapping: dict[str, str]) -> Diarization:
-        turns = [SpeakerTurn(t.start, t.end, mapping.get(t.speaker, t.speaker)) for t in self.turns]
-        return Diarization(self.backend, turns, self.confidence, dict(self.details))
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "backend": self.backend,

@@ -123,11 +123,14 @@ class EmbeddingDiarizer:
         centroids = unit(np.stack([emb[labels == c].mean(axis=0) for c in range(n_speakers)]))
         win_scores = emb @ centroids.T  # (windows, speakers)
         centres = np.array([w.centre for w in windows])
+        by_segment: dict[int, list[int]] = {}
+        for j, w in enumerate(windows):
+            by_segment.setdefault(w.segment, []).append(j)
         turns: list[SpeakerTurn] = []
         for i, seg in enumerate(segments):
             n_frames = max(1, round(seg.duration / FRAME_S))
             times = seg.t + (np.arange(n_frames) + 0.5) * FRAME_S
-            own = [j for j, w in enumerate(windows) if w.segment == i]
+            own = by_segment.get(i, [])
             if own:
                 scores = self._frame_scores(times, centres[own], win_scores[own])
             else:  # too short to embed: borrow the nearest windows

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-SAMPLE_RATE = 16_000
+from audio import SAMPLE_RATE  # the encoder was trained at 16 kHz, the pipeline's rate
+
 N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms
 N_MELS = 40

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from audio import SAMPLE_RATE
 from models.diarize.clustering import ClusterConfig, cluster_embeddings, unit
-from models.diarize.encoder import SpeakerEncoder, loudness_gain, shared_encoder
+from models.diarize.encoder import SpeakerEncoder, shared_encoder
 from models.diarize.roles import VOICEPRINT_MATCH, cue_score
 
 MIN_EMBED_S = 0.5
@@ -74,10 +75,10 @@ class OnlineDiarizer:
 
     def assign(self, samples: np.ndarray, text: str = "") -> str:
         """The role of whoever spoke this utterance (16 kHz mono samples, its transcript)."""
-        seconds = samples.size / 16_000
+        seconds = samples.size / SAMPLE_RATE
         emb = None
         if seconds >= MIN_EMBED_S:
-            emb = self.encoder.embed_utterance(samples * loudness_gain(samples))
+            emb = self.encoder.embed_utterance(samples)
         with self._lock:
             if emb is None:  # too short to tell: the last speaker, or the first voice
                 label = self._labels[-1] if self._labels else 0

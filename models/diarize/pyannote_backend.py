@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from audio import SAMPLE_RATE
 from models.diarize.base import Diarization, SpeakerTurn
 
-SAMPLE_RATE = 16_000
 MODEL_KEYS = ("segmentation", "embedding", "plda")
 
 

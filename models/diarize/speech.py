@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+from audio import SAMPLE_RATE
 from audio.vad import Segment
-
-SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)
