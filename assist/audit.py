@@ -121,7 +121,7 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
         talk[tr["speaker"]] = talk.get(tr["speaker"], 0.0) + tr["t_end"] - tr["t"]
         words[tr["speaker"]] = words.get(tr["speaker"], 0) + len(tr["words"])
     silence = sum(s["duration"] for s in pipe.silences)
-    return {
+    report = {
         "call_id": pipe.call_id,
         "sources": started.get("sources", []),
         "duration_s": round(duration, 2),
@@ -149,6 +149,7 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
         },
         "events": events,
     }
+    return pipe.report(report)
 
 
 def emotion_summary(emotions: list[Event]) -> dict[str, Any]:

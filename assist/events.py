@@ -19,6 +19,7 @@ EVENT_TYPES = (
     "alert",
     "suggestion",
     "scorecard",
+    "rules.changed",
 )
 
 Event = dict[str, Any]

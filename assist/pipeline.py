@@ -20,12 +20,17 @@ from typing import Any
 import numpy as np
 
 from assist.events import Event, EventStamper
+from assist.redact import Redactor
 from audio import SAMPLE_RATE
 from audio.codecs import Float32Array
 from audio.vad import FRAME_MS, Segment, VadConfig, VadSegmenter
 from models.asr import Transcript
 from models.emotion import EmotionAnalyzer, EmotionTracker, VoiceMeasure
 from qa_rules.engine import RuleEngine
+from qa_rules.pii import RedactSpan, detect
+from qa_rules.schema import PiiRule, RulePack
+from qa_rules.scoring import score_of
+from qa_rules.text import TokenSeq
 from qa_rules.events import (
     Alert,
     EmotionObserved,
@@ -141,6 +146,10 @@ class CallPipeline:
         self.silences: list[Event] = []
         self.emotions: list[Event] = []
         self._ended = False
+        # PII said on the call is masked in every event that leaves, and again in the
+        # report once numbers split over two utterances are known.
+        self.redactor = Redactor()
+        self._redact_kinds = _redacting_kinds(engine.packs)
 
     # -- audio in ------------------------------------------------------------------------
     def push(self, channel: int, samples: Float32Array) -> list[AsrJob]:
@@ -204,9 +213,28 @@ class CallPipeline:
             self._record_silence(self._silence_since, duration)
         self._handle_alerts(self.engine.finish(duration))
         card = self.scorecard()
-        self._outbox.append(self.stamper.make("scorecard", duration, **card))
-        self._outbox.append(self.stamper.make("call.ended", duration, reason=reason))
+        self._out(self.stamper.make("scorecard", duration, **card))
+        self._out(self.stamper.make("call.ended", duration, reason=reason))
         self._ended = True
+
+    def reload_rules(self, packs: list[RulePack]) -> dict[str, list[str]]:
+        """Swap the call's rules (hot reload); the change is an event on the call."""
+        change = self.engine.reload(packs)
+        self._redact_kinds = _redacting_kinds(packs)
+        self._out(
+            self.stamper.make(
+                "rules.changed",
+                self.engine.clock,
+                packs=[f"{p.pack}@{p.version}" for p in packs],
+                **change,
+            )
+        )
+        return change
+
+    def report(self, report: dict[str, Any]) -> dict[str, Any]:
+        """A report or call detail with every PII span found so far masked."""
+        self._collect_redactions()
+        return self.redactor.report(report)
 
     @property
     def duration(self) -> float:
@@ -217,7 +245,7 @@ class CallPipeline:
         return len(self._pending_jobs)
 
     def start(self, **info: Any) -> None:
-        self._outbox.append(self.stamper.make("call.started", 0.0, **info))
+        self._out(self.stamper.make("call.started", 0.0, **info))
 
     def drain(self) -> list[Event]:
         """Events produced since the last drain, in seq order."""
@@ -226,11 +254,7 @@ class CallPipeline:
 
     def scorecard(self) -> dict[str, Any]:
         lines = self.engine.scorecard()
-        applicable = [o for o in lines if o.status in ("passed", "failed")]
-        total = sum(o.weight for o in applicable)
-        got = sum(o.weight for o in applicable if o.status == "passed")
-        score = round(100.0 * got / total, 1) if total else 100.0
-        return {"score": score, "rules": [o.to_dict() for o in lines]}
+        return {"score": score_of(lines), "rules": [o.to_dict() for o in lines]}
 
     # -- internals -----------------------------------------------------------------------
     def _job(self, channel: int, seg: Segment) -> AsrJob:
@@ -301,7 +325,7 @@ class CallPipeline:
                 "silence", t, t_end=round(t_end, 3), duration=round(t_end - t, 3)
             )
             self.silences.append(ev)
-            self._outbox.append(ev)
+            self._out(ev)
 
     def _queue(
         self, key: float, start: float, item: EngineInput, voice: VoiceMeasure | None = None
@@ -334,12 +358,24 @@ class CallPipeline:
             self._handle_alerts(self.engine.advance(self._watermark()))
 
     def _handle_alerts(self, alerts: list[Alert]) -> None:
+        self._collect_redactions()
         for a in alerts:
             d = a.to_dict()
             t = d.pop("t")
-            ev = self.stamper.make("alert", t, **d)
+            ev = self._out(self.stamper.make("alert", t, **d))
             self.alerts.append(ev)
-            self._outbox.append(ev)
+
+    def _collect_redactions(self) -> None:
+        spans = self.engine.take_redactions()
+        if spans:
+            self.redactor.add(spans)
+
+    def _out(self, ev: Event) -> Event:
+        """Every event leaves through here: PII masked once any redacting rule is active."""
+        if self._redact_kinds or self.redactor.active:
+            ev = self.redactor.event(ev)
+        self._outbox.append(ev)
+        return ev
 
     def _observe_emotion(self, u: Utterance, voice: VoiceMeasure | None) -> EmotionObserved:
         """Score the utterance's emotion in time order (baselines depend on the order)."""
@@ -355,14 +391,32 @@ class CallPipeline:
             voice.backend if voice else "prosody",
         )
         d = r.to_dict()
-        ev = self.stamper.make("emotion", u.t, **d)
+        ev = self._out(self.stamper.make("emotion", u.t, **d))
         self.emotions.append(ev)
-        self._outbox.append(ev)
         return EmotionObserved(
             u.speaker, u.t, u.t_end, r.label, r.confidence, r.anger_index, u.text
         )
 
     def _emit_transcript(self, job: AsrJob, tr: Transcript) -> None:
+        if self._redact_kinds and tr.words:
+            # PII inside this utterance is masked before the line goes out; numbers split
+            # over two utterances are caught by the engine's pii rules (in time order).
+            seq = TokenSeq.from_words([w.w for w in tr.words])
+            for hit in detect(seq, self._redact_kinds):
+                idx = seq.words_of(hit.start, hit.end)
+                self.redactor.add(
+                    [
+                        RedactSpan(
+                            -1,
+                            job.speaker,
+                            idx[0],
+                            idx[-1] + 1,
+                            tr.words[idx[0]].t,
+                            tr.words[idx[-1]].t_end,
+                            hit.kind,
+                        )
+                    ]
+                )
         ev = self.stamper.make(
             "transcript.final",
             tr.t,
@@ -372,5 +426,14 @@ class CallPipeline:
             words=[w.to_dict() for w in tr.words],
             language=tr.language,
         )
+        ev = self._out(ev)
         self.transcripts.append(ev)
-        self._outbox.append(ev)
+
+
+def _redacting_kinds(packs: list[RulePack]) -> list[str]:
+    kinds: set[str] = set()
+    for p in packs:
+        for r in p.rules:
+            if isinstance(r, PiiRule) and r.enabled and r.redact:
+                kinds.update(r.types)
+    return sorted(kinds)

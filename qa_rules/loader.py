@@ -6,6 +6,7 @@ file must never half-load: ``load_packs`` either returns every pack or raises.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from qa_rules.schema import RulePack
+from qa_rules.schema import KINDS, CompositeRule, RulePack
 
 BUILTIN_PACKS = Path(__file__).parent / "packs"
 
@@ -100,7 +101,7 @@ def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
         elif isinstance(cur, dict) and part in cur:
             out += f".{part}" if out else part
             cur = cur[part]
-        elif part in ("phrase", "silence", "speech_rate", "emotion") and isinstance(cur, dict):
+        elif part in KINDS and isinstance(cur, dict):
             continue  # discriminator tag, not a real field
         else:
             out += f".{part}" if out else str(part)
@@ -131,10 +132,10 @@ def parse_pack(text: str, filename: str) -> RulePack:
             loc = tuple(err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "union_tag_invalid":
-                msg = "unknown rule kind; use one of: phrase, silence, speech_rate, emotion"
+                msg = f"unknown rule kind; use one of: {', '.join(KINDS)}"
                 loc = (*loc, "kind")
             elif err["type"] == "union_tag_not_found":
-                msg = "missing 'kind' (phrase, silence, speech_rate or emotion)"
+                msg = f"missing 'kind' (one of: {', '.join(KINDS)})"
             issues.append(RuleIssue(filename, yaml_line_of(node, loc), _field_path(loc, data), msg))
         raise RuleError(issues) from exc
 
@@ -153,31 +154,105 @@ def pack_files(path: str | Path) -> list[Path]:
 
 def load_packs(path: str | Path = BUILTIN_PACKS) -> list[RulePack]:
     """Load every pack under ``path`` (a file or a folder). All or nothing."""
-    packs: list[RulePack] = []
+    texts: dict[str, str] = {}
     issues: list[RuleIssue] = []
     for f in pack_files(path):
         try:
-            text = f.read_text(encoding="utf-8")
+            texts[str(f)] = f.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             issues.append(RuleIssue(str(f), None, "", f"cannot read: {exc}"))
-            continue
+    if issues:
+        raise RuleError(issues)
+    return load_texts(texts)
+
+
+def load_texts(texts: dict[str, str]) -> list[RulePack]:
+    """Validate a whole set of packs given as {filename: YAML text}. All or nothing.
+
+    Besides each pack on its own, the set must hold together: rule ids are unique across
+    packs and every rule a composite rule refers to exists.
+    """
+    packs: list[RulePack] = []
+    files: dict[str, str] = {}
+    issues: list[RuleIssue] = []
+    for name, text in texts.items():
         try:
-            packs.append(parse_pack(text, str(f)))
+            pack = parse_pack(text, name)
         except RuleError as exc:
             issues.extend(exc.issues)
+            continue
+        if pack.pack in files:
+            issues.append(
+                RuleIssue(name, None, "pack", f"pack {pack.pack!r} is also in {files[pack.pack]}")
+            )
+            continue
+        packs.append(pack)
+        files[pack.pack] = name
     seen: dict[str, str] = {}
     for pack in packs:
         for r in pack.rules:
             if r.id in seen and seen[r.id] != pack.pack:
                 issues.append(
                     RuleIssue(
-                        pack.pack,
+                        files[pack.pack],
                         None,
                         f"rules(id={r.id})",
                         f"rule id also defined in pack {seen[r.id]!r}",
                     )
                 )
             seen[r.id] = pack.pack
+    issues.extend(_reference_issues(packs, files, texts))
     if issues:
         raise RuleError(issues)
     return packs
+
+
+def _reference_issues(
+    packs: list[RulePack], files: dict[str, str], texts: dict[str, str]
+) -> list[RuleIssue]:
+    """Composite rules must name rules that exist, and never (through others) themselves."""
+    rules = {r.id: r for p in packs for r in p.rules}
+    issues: list[RuleIssue] = []
+    for pack in packs:
+        node: yaml.Node | None = None
+        for i, r in enumerate(pack.rules):
+            if not isinstance(r, CompositeRule):
+                continue
+            for ref in r.referenced_rules():
+                problem = None
+                if ref not in rules:
+                    close = difflib.get_close_matches(ref, list(rules), n=1)
+                    problem = f"no rule {ref!r} in the packs" + (
+                        f"; did you mean {close[0]!r}?" if close else ""
+                    )
+                elif _reaches(ref, r.id, rules):
+                    problem = f"rule {ref!r} leads back to {r.id!r}: composite rules cannot loop"
+                if problem is None:
+                    continue
+                if node is None:
+                    node = yaml.compose(texts[files[pack.pack]], Loader=_UniqueKeyLoader)
+                issues.append(
+                    RuleIssue(
+                        files[pack.pack],
+                        yaml_line_of(node, ("rules", i)),
+                        f"rules[{i}](id={r.id})",
+                        problem,
+                    )
+                )
+    return issues
+
+
+def _reaches(start: str, target: str, rules: dict[str, Any]) -> bool:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        rid = todo.pop()
+        if rid == target:
+            return True
+        if rid in seen:
+            continue
+        seen.add(rid)
+        r = rules.get(rid)
+        if isinstance(r, CompositeRule):
+            todo.extend(r.referenced_rules())
+    return False

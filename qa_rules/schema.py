@@ -9,7 +9,14 @@ import re
 import string
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Severity = Literal["info", "warning", "critical"]
 Audience = Literal["agent", "supervisor"]
@@ -21,9 +28,15 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 TEMPLATE_FIELDS: dict[str, set[str]] = {
     "phrase": {"phrase", "matched", "speaker", "t", "window_s"},
     "silence": {"duration", "t", "min_s"},
-    "speech_rate": {"wpm", "speaker", "t", "min_wpm", "max_wpm", "window_s", "words"},
+    "speech_rate": {"wpm", "cpm", "rate", "unit", "speaker", "t", "min_wpm", "max_wpm", "window_s", "words"},
     "emotion": {"label", "speaker", "t", "index", "confidence", "utterances", "duration"},
+    "talk_over": {"speaker", "interrupted", "overlap", "count", "t"},
+    "talk_ratio": {"speaker", "share", "percent", "talk_s", "t"},
+    "hold": {"duration", "t", "phrase", "max_s"},
+    "pii": {"type", "masked", "speaker", "t"},
+    "composite": {"t", "trigger_t", "within_s", "speaker"},
 }
+KINDS = tuple(TEMPLATE_FIELDS)
 
 
 class Window(BaseModel):
@@ -58,6 +71,9 @@ class RuleBase(BaseModel):
     weight: float = Field(default=1.0, ge=0)
     cooldown_s: float = Field(default=30.0, ge=0)
     enabled: bool = True
+    # Where in the call the rule looks. Event rules: first_s drops alerts after N s; last_s
+    # keeps only alerts of the last N s, so those are known (and sent) when the call ends.
+    window: Window = Field(default_factory=Window)
 
     @field_validator("id")
     @classmethod
@@ -94,32 +110,68 @@ class RuleBase(BaseModel):
 
 
 class PhraseRule(RuleBase):
-    """A phrase that must (required) or must not (forbidden) be said."""
+    """Something that must (required) or must not (forbidden) be said.
+
+    ``match`` says how the listed phrases (and regexes) combine: ``any`` one of them, ``all``
+    of them, or all ``in_order``. With ``within_words`` they must fall that close together in
+    one utterance ("refund" within 10 words of "cancel"); without it, ``all``/``in_order``
+    may be spread over the call.
+    """
 
     kind: Literal["phrase"]
     mode: Literal["required", "forbidden"]
-    phrases: list[str] = Field(min_length=1)
+    regex: list[str] = Field(default_factory=list)  # before phrases: their check reads it
+    phrases: list[str] = Field(default_factory=list)
+    match: Literal["any", "all", "in_order"] = "any"
+    within_words: int | None = Field(default=None, ge=1)
     speaker: SpeakerSel = "agent"
-    window: Window = Field(default_factory=Window)
     # Similarity (0-1) a stretch of transcript needs to count as the phrase; 1.0 = exact
     # words. The default tolerates small ASR slips ("recorded" heard as "recorder").
     fuzzy: float = Field(default=0.85, ge=0.5, le=1.0)
+    # "I can't guarantee" is not a promise: skip matches with a negation just before them.
+    ignore_negated: bool = False
+    # A match does not count when one of these is said within ``near_words`` of it.
+    unless_near: list[str] = Field(default_factory=list)
+    near_words: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
-    def _forbidden_window(self) -> PhraseRule:
+    def _shape(self) -> PhraseRule:
+        if not self.phrases and not self.regex:
+            raise ValueError("give phrases, regex or both")
         if self.mode == "forbidden" and self.window.last_s is not None:
             raise ValueError(
                 "a forbidden phrase can use window.first_s or no window; last_s is only "
                 "known when the call ends"
             )
+        if self.within_words is not None and self.match == "any":
+            raise ValueError("within_words needs match: all or match: in_order")
+        if self.match != "any" and len(self.phrases) + len(self.regex) < 2:
+            raise ValueError(f"match: {self.match} needs at least two phrases/regexes")
         return self
 
-    @field_validator("phrases")
+    @field_validator("phrases", "unless_near")
     @classmethod
-    def _non_blank(cls, v: list[str]) -> list[str]:
+    def _non_blank(cls, v: list[str], info: ValidationInfo) -> list[str]:
         if any(not p.strip() for p in v):
             raise ValueError("phrases must not be blank")
+        if info.field_name == "phrases" and not v and not info.data.get("regex"):
+            raise ValueError("give at least one phrase (or a regex)")
         return v
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: list[str]) -> list[str]:
+        for i, pattern in enumerate(v):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"regex[{i}] {pattern!r} does not compile: {exc}") from exc
+        return v
+
+    @property
+    def items(self) -> list[str]:
+        """Phrases then regexes, the units ``match`` combines (regexes as ``re:PATTERN``)."""
+        return [*self.phrases, *(f"re:{r}" for r in self.regex)]
 
 
 class SilenceRule(RuleBase):
@@ -130,22 +182,35 @@ class SilenceRule(RuleBase):
 
 
 class SpeechRateRule(RuleBase):
-    """Words per minute of one speaker over their most recent ``window_s`` s of speech."""
+    """Pace of one speaker over their most recent ``window_s`` s of speech.
+
+    English (and other spaced languages) in words per minute; Chinese in characters per
+    minute (``min_cpm``/``max_cpm``). An utterance is measured in the unit of its script.
+    """
 
     kind: Literal["speech_rate"]
     speaker: Literal["agent", "customer"] = "agent"
     window_s: float = Field(default=15.0, gt=0)
     min_wpm: float | None = Field(default=None, gt=0)
     max_wpm: float | None = Field(default=None, gt=0)
+    min_cpm: float | None = Field(default=None, gt=0)
+    max_cpm: float | None = Field(default=None, gt=0)
     min_words: int = Field(default=20, ge=1)
 
     @model_validator(mode="after")
     def _bounds(self) -> SpeechRateRule:
-        if self.min_wpm is None and self.max_wpm is None:
-            raise ValueError("give min_wpm, max_wpm or both")
-        if self.min_wpm is not None and self.max_wpm is not None and self.min_wpm >= self.max_wpm:
-            raise ValueError("min_wpm must be below max_wpm")
+        if None is self.min_wpm is self.max_wpm is self.min_cpm is self.max_cpm:
+            raise ValueError("give min_wpm/max_wpm (words) or min_cpm/max_cpm (characters)")
+        for lo, hi, unit in (
+            (self.min_wpm, self.max_wpm, "wpm"),
+            (self.min_cpm, self.max_cpm, "cpm"),
+        ):
+            if lo is not None and hi is not None and lo >= hi:
+                raise ValueError(f"min_{unit} must be below max_{unit}")
         return self
+
+    def bounds(self, unit: str) -> tuple[float | None, float | None]:
+        return (self.min_cpm, self.max_cpm) if unit == "cpm" else (self.min_wpm, self.max_wpm)
 
 
 EmotionLabel = Literal["neutral", "positive", "frustrated", "angry"]
@@ -193,9 +258,223 @@ class EmotionRule(RuleBase):
         return self.clear_below if self.clear_below is not None else self.index_above * 0.6
 
 
-Rule = Annotated[
-    PhraseRule | SilenceRule | SpeechRateRule | EmotionRule, Field(discriminator="kind")
+class TalkOverRule(RuleBase):
+    """One side starts talking while the other is still speaking, for ``min_overlap_s``.
+
+    ``speaker`` is who interrupts. Backchannels ("mm-hmm", "yeah", 嗯) are not interruptions.
+    The first ``allowed`` interruptions of a call pass; each one after that alerts.
+    """
+
+    kind: Literal["talk_over"]
+    speaker: SpeakerSel = "agent"
+    min_overlap_s: float = Field(default=1.0, gt=0)
+    allowed: int = Field(default=0, ge=0)
+    ignore_backchannel: bool = True
+    cooldown_s: float = Field(default=0.0, ge=0)
+
+
+class TalkRatioRule(RuleBase):
+    """One side's share of the talking (speech time / both sides' speech time).
+
+    Checked as the call goes once ``min_talk_s`` of speech is in, and at the end.
+    """
+
+    kind: Literal["talk_ratio"]
+    speaker: Literal["agent", "customer"] = "agent"
+    min_share: float | None = Field(default=None, ge=0, le=1)
+    max_share: float | None = Field(default=None, ge=0, le=1)
+    min_talk_s: float = Field(default=60.0, ge=0)
+    cooldown_s: float = Field(default=120.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TalkRatioRule:
+        if self.min_share is None and self.max_share is None:
+            raise ValueError("give min_share, max_share or both (0-1)")
+        if (
+            self.min_share is not None
+            and self.max_share is not None
+            and self.min_share >= self.max_share
+        ):
+            raise ValueError("min_share must be below max_share")
+        return self
+
+
+DEFAULT_HOLD_PHRASES = [
+    "put you on hold",
+    "place you on hold",
+    "put you on a brief hold",
+    "bear with me",
+    "one moment please",
+    "give me a moment",
+    "let me check",
+    "请稍等",
+    "请稍候",
+    "稍等一下",
 ]
+
+
+class HoldRule(RuleBase):
+    """Holds: a silence the agent announced ("let me put you on hold") that runs too long,
+    and (with ``unannounced_s``) long silences the agent did not announce."""
+
+    kind: Literal["hold"]
+    phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_HOLD_PHRASES), min_length=1)
+    announce_within_s: float = Field(default=15.0, gt=0)
+    max_s: float = Field(default=60.0, gt=0)
+    unannounced_s: float | None = Field(default=None, gt=0)
+    fuzzy: float = Field(default=0.85, ge=0.5, le=1.0)
+    cooldown_s: float = Field(default=0.0, ge=0)
+
+
+PiiType = Literal["card_number", "ssn", "cn_resident_id", "date_of_birth", "digits"]
+
+
+class PiiRule(RuleBase):
+    """Sensitive numbers spoken on the call: alert, and (``redact``) mask them in everything
+    callwatch stores or reports."""
+
+    kind: Literal["pii"]
+    types: list[PiiType] = Field(
+        default_factory=lambda: list[PiiType](["card_number", "ssn", "cn_resident_id"]),
+        min_length=1,
+    )
+    speaker: SpeakerSel = "any"
+    redact: bool = True
+    min_digits: int = Field(default=8, ge=4)
+    cooldown_s: float = Field(default=0.0, ge=0)
+
+
+class Cond(BaseModel):
+    """One node of a composite rule's condition: a signal, or ``all``/``any``/``not`` of nodes.
+
+    Signals: ``rule`` (another rule alerted), ``said`` (phrases, by ``speaker``), ``emotion``
+    (labels, by ``speaker``, at ``min_confidence``), ``anger_above`` (the speaker's anger
+    index), ``silence`` (dead air of at least N s).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    all_: list[Cond] | None = Field(default=None, alias="all", min_length=1)
+    any_: list[Cond] | None = Field(default=None, alias="any", min_length=1)
+    not_: Cond | None = Field(default=None, alias="not")
+    rule: str | None = None
+    said: list[str] | None = Field(default=None, min_length=1)
+    emotion: list[EmotionLabel] | None = Field(default=None, min_length=1)
+    anger_above: float | None = Field(default=None, gt=0, lt=1)
+    silence: float | None = Field(default=None, gt=0)
+    speaker: SpeakerSel = "any"
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    fuzzy: float = Field(default=0.85, ge=0.5, le=1.0)
+
+    @model_validator(mode="after")
+    def _one(self) -> Cond:
+        given = [k for k in COND_KEYS if getattr(self, COND_KEYS[k]) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "each condition is exactly one of: " + ", ".join(COND_KEYS)
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def op(self) -> str:
+        return next(k for k in COND_KEYS if getattr(self, COND_KEYS[k]) is not None)
+
+    @property
+    def children(self) -> list[Cond]:
+        if self.not_ is not None:
+            return [self.not_]
+        return self.all_ or self.any_ or []
+
+    def walk(self) -> list[Cond]:
+        out = [self]
+        for c in self.children:
+            out.extend(c.walk())
+        return out
+
+    def describe(self) -> str:
+        op = self.op
+        if op in ("all", "any"):
+            return f"{op}(" + ", ".join(c.describe() for c in self.children) + ")"
+        if op == "not":
+            return f"not {self.children[0].describe()}"
+        who = "" if self.speaker == "any" else f" by {self.speaker}"
+        if op == "rule":
+            return f"rule {self.rule} alerted"
+        if op == "said":
+            return f"said {' / '.join(repr(p) for p in self.said or [])}{who}"
+        if op == "emotion":
+            return f"{' or '.join(self.emotion or [])}{who}"
+        if op == "anger_above":
+            return f"anger index above {self.anger_above}{who}"
+        return f"silence of {self.silence:g} s"
+
+
+COND_KEYS = {
+    "all": "all_",
+    "any": "any_",
+    "not": "not_",
+    "rule": "rule",
+    "said": "said",
+    "emotion": "emotion",
+    "anger_above": "anger_above",
+    "silence": "silence",
+}
+
+
+class CompositeRule(RuleBase):
+    """A condition over other signals, optionally within ``within_s`` after a trigger.
+
+    Without ``after`` the condition is judged over the whole call (or ``window.first_s``);
+    a ``not`` is only decided when that span ends. With ``after``, every time the trigger
+    happens a span of ``within_s`` opens and the condition is judged inside it.
+    """
+
+    kind: Literal["composite"]
+    when: Cond
+    after: Cond | None = None
+    within_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _trigger(self) -> CompositeRule:
+        if (self.after is None) != (self.within_s is None):
+            raise ValueError("after and within_s go together")
+        if self.after is not None and self.after.op in ("all", "any", "not"):
+            raise ValueError("after is a single signal (rule, said, emotion, anger_above, silence)")
+        if self.window.last_s is not None:
+            raise ValueError("a composite rule can use window.first_s, not last_s")
+        return self
+
+    def conditions(self) -> list[Cond]:
+        return [*(self.after.walk() if self.after else []), *self.when.walk()]
+
+    def referenced_rules(self) -> list[str]:
+        return [c.rule for c in self.conditions() if c.rule is not None]
+
+
+Rule = Annotated[
+    PhraseRule
+    | SilenceRule
+    | SpeechRateRule
+    | EmotionRule
+    | TalkOverRule
+    | TalkRatioRule
+    | HoldRule
+    | PiiRule
+    | CompositeRule,
+    Field(discriminator="kind"),
+]
+AnyRule = (
+    PhraseRule
+    | SilenceRule
+    | SpeechRateRule
+    | EmotionRule
+    | TalkOverRule
+    | TalkRatioRule
+    | HoldRule
+    | PiiRule
+    | CompositeRule
+)
 
 
 class RulePack(BaseModel):

@@ -4,11 +4,12 @@ import pytest
 
 from assist.cli import main
 from qa_rules.loader import BUILTIN_PACKS, RuleError, load_packs, parse_pack
+from qa_rules.schema import KINDS
 
 
 def test_builtin_pack_loads_with_every_kind() -> None:
     (pack,) = load_packs(BUILTIN_PACKS)
-    assert {r.kind for r in pack.rules} == {"phrase", "silence", "speech_rate", "emotion"}
+    assert {r.kind for r in pack.rules} == set(KINDS)
     assert "recording_disclosure" in {r.id for r in pack.rules}
 
 

@@ -1,0 +1,171 @@
+"""Every phrase of a rule set, compiled once and found in an utterance in one pass.
+
+A rule set (the active packs) is immutable, so its phrase index and regexes are built once
+and shared by every call's engine. Per utterance, ``UtteranceMatches`` holds the hits of all
+phrases; rules then only look up theirs, which keeps 200 rules well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from qa_rules.schema import AnyRule, CompositeRule, HoldRule, PhraseRule, RulePack
+from rapidfuzz.fuzz import ratio
+
+from qa_rules.text import _STOP as STOPWORDS
+from qa_rules.text import Match, PhraseIndex, TokenSeq, negated, phrase_tokens
+
+# "mm-hmm" while the other side talks is listening, not interrupting.
+BACKCHANNEL = frozenset(
+    "yeah yes yep ok okay right sure mhm mm hmm uh huh uhhuh mmhmm oh ah i see alright "
+    "嗯 对 好 是 哦 啊 行".split()
+)
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One item of a rule (a phrase or a regex) found in one utterance."""
+
+    item: int  # index into PhraseRule.items
+    match: Match
+
+
+class CompiledRules:
+    """The phrase index and regexes of one rule set."""
+
+    def __init__(self, rules: Sequence[AnyRule]) -> None:
+        pairs: set[tuple[str, float]] = set()
+        self.regexes: dict[str, re.Pattern[str]] = {}
+        for r in rules:
+            if isinstance(r, PhraseRule):
+                pairs.update((p, r.fuzzy) for p in [*r.phrases, *r.unless_near])
+                for pattern in r.regex:
+                    self.regexes[pattern] = re.compile(pattern)
+            elif isinstance(r, HoldRule):
+                pairs.update((p, r.fuzzy) for p in r.phrases)
+            elif isinstance(r, CompositeRule):
+                for c in r.conditions():
+                    pairs.update((p, c.fuzzy) for p in c.said or [])
+        self.index = PhraseIndex(sorted(pairs))
+
+    def scan(self, seq: TokenSeq) -> UtteranceMatches:
+        return UtteranceMatches(seq, self.index.search(seq), self)
+
+
+_cache: dict[tuple[int, ...], tuple[list[RulePack], CompiledRules]] = {}
+_cache_lock = threading.Lock()
+
+
+def compiled_for(packs: list[RulePack], rules: Sequence[AnyRule]) -> CompiledRules:
+    """The compiled form of a pack list, built once however many calls use it."""
+    key = tuple(id(p) for p in packs)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], packs, strict=True)):
+            return hit[1]
+        compiled = CompiledRules(rules)
+        if len(_cache) >= 16:
+            _cache.pop(next(iter(_cache)))
+        _cache[key] = (list(packs), compiled)  # holding the packs keeps their ids unique
+        return compiled
+
+
+class UtteranceMatches:
+    """What one utterance says, in terms of the rule set's phrases and regexes."""
+
+    def __init__(
+        self,
+        seq: TokenSeq,
+        hits: dict[tuple[str, float], list[Match]],
+        compiled: CompiledRules,
+    ) -> None:
+        self.seq = seq
+        self._hits = hits
+        self._compiled = compiled
+        self._regex_hits: dict[str, list[Match]] = {}
+
+    def phrase(self, phrase: str, fuzzy: float) -> list[Match]:
+        found = self._hits.get((phrase, fuzzy), [])
+        if any(m.score < 1.0 for m in found):
+            found = [m for m in found if m.score >= 1.0 or self._content_kept(phrase, m)]
+        return found
+
+    def _content_kept(self, phrase: str, m: Match) -> bool:
+        """A fuzzy match may misspell a word of the phrase, not leave one out: "can I
+        confirm your" is not "can I confirm your name", however close the characters."""
+        heard = self.seq.toks[m.start : m.end]
+        for p in phrase_tokens(phrase):
+            if len(p) < 3 or p in STOPWORDS:
+                continue
+            if not any(ratio(p, w) >= 60 for w in heard):
+                return False
+        return True
+
+    def regex(self, pattern: str) -> list[Match]:
+        if pattern not in self._regex_hits:
+            rx = self._compiled.regexes.get(pattern) or re.compile(pattern)
+            out = []
+            for m in rx.finditer(self.seq.text):
+                if m.end() > m.start():
+                    a, b = self.seq.tokens_of_chars(m.start(), m.end())
+                    if b > a:
+                        out.append(Match(f"re:{pattern}", a, b, 1.0))
+            self._regex_hits[pattern] = out
+        return self._regex_hits[pattern]
+
+    def any_phrase(self, phrases: Iterable[str], fuzzy: float) -> Match | None:
+        found = [m for p in phrases for m in self.phrase(p, fuzzy)]
+        return min(found, key=lambda m: m.start) if found else None
+
+    def occurrences(self, rule: PhraseRule) -> list[Occurrence]:
+        """Each item of the rule found here, minus negated ones and ones near an exclusion."""
+        out: list[Occurrence] = []
+        for i, item in enumerate(rule.items):
+            found = (
+                self.regex(item.removeprefix("re:"))
+                if i >= len(rule.phrases)
+                else self.phrase(item, rule.fuzzy)
+            )
+            for m in found:
+                if rule.ignore_negated and negated(self.seq, m.start):
+                    continue
+                if rule.unless_near and self._near(rule, m):
+                    continue
+                out.append(Occurrence(i, m))
+        out.sort(key=lambda o: (o.match.start, o.item))
+        return out
+
+    def _near(self, rule: PhraseRule, m: Match) -> bool:
+        for p in rule.unless_near:
+            for x in self.phrase(p, rule.fuzzy):
+                gap = max(x.start - m.end, m.start - x.end, 0)
+                if gap <= rule.near_words:
+                    return True
+        return False
+
+    def combination(self, rule: PhraseRule, occ: list[Occurrence]) -> list[Occurrence] | None:
+        """All items within ``within_words`` tokens (in order for ``in_order``), if present."""
+        n = len(rule.items)
+        limit = rule.within_words or 0
+        by_item: list[list[Occurrence]] = [[o for o in occ if o.item == i][:8] for i in range(n)]
+        if any(not b for b in by_item):
+            return None
+        best: list[Occurrence] | None = None
+        for combo in itertools.product(*by_item):
+            starts = [o.match.start for o in combo]
+            if rule.match == "in_order" and any(a >= b for a, b in itertools.pairwise(starts)):
+                continue
+            if max(starts) - min(starts) > limit:
+                continue
+            if best is None or max(starts) < max(o.match.start for o in best):
+                best = list(combo)
+        return best
+
+
+def is_backchannel(seq: TokenSeq) -> bool:
+    return 0 < len(seq.toks) <= 3 and all(t in BACKCHANNEL for t in seq.toks)
+
