@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -33,6 +34,101 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         print(f"ok: pack {p.pack} v{p.version} ({p.language}): {len(p.rules)} rules ({summary})")
+    return 0
+
+
+def _cmd_rules_test(args: argparse.Namespace) -> int:
+    import json
+
+    from qa_rules.cases import Case, load_cases, run_cases, summary
+    from qa_rules.loader import RuleError, load_packs
+
+    try:
+        packs = load_packs(args.dir)
+    except RuleError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        print(f"{len(exc.issues)} problem(s); nothing loaded", file=sys.stderr)
+        return 1
+    cases: list[Case] = []
+    issues = []
+    for path in args.cases:
+        try:
+            cases.extend(load_cases(path, packs))
+        except RuleError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        for issue in issues:
+            print(f"error: {issue}", file=sys.stderr)
+        print(f"{len(issues)} problem(s) in the cases; nothing run", file=sys.stderr)
+        return 1
+    results = run_cases(packs, cases)
+    failed = sum(1 for r in results if not r.passed)
+    if args.format == "json":
+        print(json.dumps(summary(results), indent=2, ensure_ascii=False))
+        return 1 if failed else 0
+    for r in results:
+        if r.passed:
+            print(f"PASS {r.name}")
+            continue
+        print(f"FAIL {r.name}  ({r.case.where})")
+        for f in r.failures:
+            print(f"    {f}")
+        if r.alerts:
+            print("    alerts that fired:")
+            for a in r.alerts:
+                print(f"      {a.t:7.2f} s  {a.rule_id}: {a.message}")
+        else:
+            print("    no alerts fired")
+    n = len(results)
+    print(f"{n} case{'' if n == 1 else 's'}: {n - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def default_rules_dir() -> Path:
+    """The server's rules folder once it has been seeded, else the built-in packs."""
+    from assist.store import callwatch_home
+    from qa_rules.loader import BUILTIN_PACKS
+
+    folder = callwatch_home() / "rules"
+    return folder if folder.is_dir() and any(folder.glob("*.y*ml")) else BUILTIN_PACKS
+
+
+def _cmd_rules_explain(args: argparse.Namespace) -> int:
+    import json
+
+    from assist.store import Store, StoreError
+    from qa_rules.explain import explain
+    from qa_rules.loader import RuleError, load_packs
+
+    try:
+        packs = load_packs(args.rules) if args.rules else load_packs(default_rules_dir())
+        report = Store(args.db).get_report(args.call)
+    except RuleError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return 1
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if report is None:
+        print(f"error: no call {args.call!r} in the store", file=sys.stderr)
+        return 1
+    try:
+        result = explain(args.rule_id, packs, report)
+    except KeyError:
+        known = sorted(r.id for p in packs for r in p.rules)
+        close = difflib.get_close_matches(args.rule_id, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"error: no rule {args.rule_id!r} in the packs{hint}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(
+            f"call {args.call} ({report.get('duration_s', 0):.0f} s), packs {report.get('rule_packs')}"
+        )
+        print("\n".join(result.lines()))
     return 0
 
 
@@ -579,6 +675,31 @@ def build_parser() -> argparse.ArgumentParser:
     rc = rsub.add_parser("check", help="validate rule packs")
     rc.add_argument("dir", metavar="DIR", help="folder of *.yaml packs, or one file")
     rc.set_defaults(func=_cmd_rules_check)
+    rt = rsub.add_parser(
+        "test", help="run rule unit tests: scripted calls and the alerts they should raise"
+    )
+    rt.add_argument("dir", metavar="DIR", help="folder of *.yaml packs, or one file")
+    rt.add_argument(
+        "--cases",
+        metavar="CASES",
+        action="append",
+        required=True,
+        help="cases file, or a folder of *.yaml cases files (repeatable); "
+        "example: examples/rules/default_cases.yaml",
+    )
+    rt.add_argument("--format", choices=["table", "json"], default="table")
+    rt.set_defaults(func=_cmd_rules_test)
+    rx = rsub.add_parser(
+        "explain", help="why a rule fired on a stored call, or why it did not (with evidence)"
+    )
+    rx.add_argument("rule_id", metavar="RULE_ID")
+    rx.add_argument("--call", metavar="CALL_ID", required=True, help="a call in the store")
+    rx.add_argument(
+        "--rules", metavar="DIR", help="rule packs (default: the server's rules folder)"
+    )
+    rx.add_argument("--db", metavar="URL", help="store URL (default: the local store)")
+    rx.add_argument("--format", choices=["table", "json"], default="table")
+    rx.set_defaults(func=_cmd_rules_explain)
     return p
 
 

@@ -372,7 +372,7 @@ class CallPipeline:
 
     def _out(self, ev: Event) -> Event:
         """Every event leaves through here: PII masked once any redacting rule is active."""
-        if self._redact_kinds or self.redactor.active:
+        if self._redact_kinds or self.redactor.spans:
             ev = self.redactor.event(ev)
         self._outbox.append(ev)
         return ev

@@ -45,6 +45,7 @@ class CompositeTracker:
         if rule.after is None:
             self.spans.append(Span(0.0, rule.window.first_s or math.inf))
         self.dirty = False
+        self._next_end = min((s.end for s in self.spans), default=math.inf)
 
     # -- signals -------------------------------------------------------------------------
     def _record(self, c: Cond, t: float, speaker: str | None) -> None:
@@ -58,6 +59,7 @@ class CompositeTracker:
         if self.rule.after is not None and c is self.rule.after:
             assert self.rule.within_s is not None
             self.spans.append(Span(t, t + self.rule.within_s, speaker))
+            self._next_end = min(self._next_end, t + self.rule.within_s)
 
     def on_utterance(self, u: Utterance, matches: UtteranceMatches) -> None:
         for c in self.leaves:
@@ -92,7 +94,8 @@ class CompositeTracker:
 
     # -- judging -------------------------------------------------------------------------
     def due(self, now: float) -> bool:
-        return self.dirty or any(s.end <= now for s in self.spans)
+        """Anything to judge: a new signal, or a span whose end has come."""
+        return self.dirty or self._next_end <= now
 
     def judge(self, now: float, final: bool) -> list[tuple[Span, float]]:
         """Spans whose condition became true (with the time it did); decided spans close."""
@@ -107,6 +110,7 @@ class CompositeTracker:
             elif v.value is None and not closed:
                 still_open.append(span)
         self.spans = still_open
+        self._next_end = min((s.end for s in self.spans), default=math.inf)
         return fired
 
     def _eval(self, c: Cond, span: Span, now: float, closed: bool) -> Verdict:

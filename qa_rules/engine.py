@@ -29,7 +29,7 @@ from qa_rules.events import (
     Utterance,
 )
 from qa_rules.matching import Occurrence, UtteranceMatches, compiled_for, is_backchannel
-from qa_rules.pii import PiiTracker, RedactSpan
+from qa_rules.pii import PiiFinding, PiiTracker, RedactSpan
 from qa_rules.schema import (
     AnyRule,
     CompositeRule,
@@ -45,6 +45,7 @@ from qa_rules.schema import (
 )
 from qa_rules.text import TokenSeq, speech_units
 
+HOLD_WITHIN_S = 15.0  # an announcement this long before a silence makes it a hold
 HISTORY = 200  # utterances kept per speaker: far more than any rate window or overlap needs
 
 
@@ -87,13 +88,33 @@ class _Spoken:
     end: float
 
 
-def _new_state(rule: AnyRule) -> _RuleState:
-    st = _RuleState(rule)
-    if isinstance(rule, CompositeRule):
-        st.composite = CompositeTracker(rule)
-    elif isinstance(rule, PiiRule):
-        st.pii = PiiTracker(rule.types, min_digits=rule.min_digits)
-    return st
+def _new_states(rules: list[AnyRule]) -> list[_RuleState]:
+    """Fresh states; pii rules that look for the same things share one tracker."""
+    trackers: dict[tuple[tuple[str, ...], int], PiiTracker] = {}
+    out = []
+    for rule in rules:
+        st = _RuleState(rule)
+        if isinstance(rule, CompositeRule):
+            st.composite = CompositeTracker(rule)
+        elif isinstance(rule, PiiRule):
+            key = (tuple(sorted(rule.types)), rule.min_digits)
+            if key not in trackers:
+                trackers[key] = PiiTracker(rule.types, min_digits=rule.min_digits)
+            st.pii = trackers[key]
+        out.append(st)
+    return out
+
+
+_CLOCKED = (PhraseRule, SilenceRule, HoldRule, CompositeRule)
+_HEARS_SPEECH = (
+    PhraseRule,
+    SpeechRateRule,
+    TalkOverRule,
+    TalkRatioRule,
+    HoldRule,
+    PiiRule,
+    CompositeRule,
+)
 
 
 class RuleEngine:
@@ -103,9 +124,11 @@ class RuleEngine:
         self.packs = list(packs)
         rules = [r for p in packs for r in p.rules if r.enabled]
         self._compiled = compiled_for(self.packs, rules)
-        self._states = [_new_state(r) for r in rules]
+        self._states = _new_states(rules)
+        self._route()
         self.clock = 0.0
         self._silence_since: float | None = None
+        self._hold_announced: float | None = None  # last "let me put you on hold" by the agent
         self._silence_signals: set[tuple[int, float]] = set()
         self._speech: dict[str, deque[_Spoken]] = {}
         self._talk: dict[str, float] = {}
@@ -113,7 +136,22 @@ class RuleEngine:
         self._log: list[tuple[float, EngineInput | Alert]] = []  # for reload and explain
         self._utt_ids = itertools.count()
         self._redactions: list[RedactSpan] = []
+        self._pii_seen: dict[int, list[PiiFinding]] = {}
         self.muted = False  # replaying: alerts are worked out but not counted
+
+    def _route(self) -> None:
+        """Which states each input concerns, worked out once per rule set."""
+        self._clocked = [
+            st
+            for st in self._states
+            if isinstance(st.rule, _CLOCKED)
+            and not (isinstance(st.rule, PhraseRule) and st.rule.window.first_s is None)
+        ]
+        self._hearing = [st for st in self._states if isinstance(st.rule, _HEARS_SPEECH)]
+        self._feeling = [
+            st for st in self._states if isinstance(st.rule, EmotionRule | CompositeRule)
+        ]
+        self._composites = [st for st in self._states if st.composite is not None]
 
     @property
     def rule_ids(self) -> list[str]:
@@ -149,7 +187,7 @@ class RuleEngine:
             return []
         self.clock = t
         out: list[Alert] = []
-        for st in self._states:
+        for st in self._clocked:
             r = st.rule
             if isinstance(r, PhraseRule):
                 out.extend(self._phrase_window_closed(st, r, t))
@@ -236,6 +274,7 @@ class RuleEngine:
         self.packs = list(packs)
         self._compiled = compiled_for(self.packs, rules)
         self._states = [learned.get(r.id) or old[r.id] for r in rules]
+        self._route()
         new_ids = {r.id for r in rules}
         return {
             "added": [r.id for r in fresh if r.id not in old],
@@ -260,8 +299,11 @@ class RuleEngine:
         hist = self._speech.setdefault(u.speaker, deque(maxlen=HISTORY))
         hist.append(spoken)
         self._talk[u.speaker] = self._talk.get(u.speaker, 0.0) + (u.t_end - u.t)
+        if u.speaker == "agent" and um.announces_hold():
+            self._hold_announced = u.t_end
         utt_id = next(self._utt_ids)
-        for st in self._states:
+        self._pii_seen = {}
+        for st in self._hearing:
             r = st.rule
             if isinstance(r, PhraseRule):
                 out.extend(self._phrase(st, r, u, um))
@@ -292,7 +334,9 @@ class RuleEngine:
         return {
             "item": r.items[o.item],
             "item_index": o.item,
-            "matched": " ".join(w.w for w in words) if words else " ".join(seq.toks[m.start : m.end]),
+            "matched": " ".join(w.w for w in words)
+            if words
+            else " ".join(seq.toks[m.start : m.end]),
             "t": words[0].t if words else u.t,
             "t_end": words[-1].t_end if words else u.t_end,
             "score": round(m.score, 3),
@@ -338,7 +382,9 @@ class RuleEngine:
         return out
 
     @staticmethod
-    def _progress(st: _RuleState, r: PhraseRule, part: dict[str, Any]) -> list[dict[str, Any]] | None:
+    def _progress(
+        st: _RuleState, r: PhraseRule, part: dict[str, Any]
+    ) -> list[dict[str, Any]] | None:
         """Add one found item to the rule's progress; the parts once the rule's match is met."""
         if r.match == "any":
             return [part]
@@ -425,6 +471,9 @@ class RuleEngine:
         if now < due:
             return []
         st.extra["fired_for"] = since
+        held = self._hold_announced
+        if not r.during_hold and held is not None and since - HOLD_WITHIN_S <= held <= since + 1:
+            return []  # an announced hold: the hold kind judges it
         return self._emit(
             st,
             due,
@@ -442,8 +491,10 @@ class RuleEngine:
         since = self._silence_since
         if since is None or st.extra.get("fired_for") == since:
             return []
-        announced = st.extra.get("announced")
+        announced: tuple[float, str] | None = st.extra.get("announced")
         is_hold = announced is not None and since - r.announce_within_s <= announced[0] <= since + 1
+        if not is_hold:
+            announced = None
         limit = r.max_s if is_hold else r.unannounced_s
         if limit is None or now < since + limit:
             return []
@@ -452,11 +503,11 @@ class RuleEngine:
         values = {
             "duration": limit,
             "t": round(due, 3),
-            "phrase": announced[1] if is_hold else None,
+            "phrase": announced[1] if announced else None,
             "max_s": r.max_s,
             "hold_start": round(since, 3),
             "announced": is_hold,
-            "announced_at": round(announced[0], 3) if is_hold else None,
+            "announced_at": round(announced[0], 3) if announced else None,
         }
         default = (
             "Caller on hold for {duration:.0f} s: check back with them"
@@ -610,9 +661,13 @@ class RuleEngine:
     ) -> list[Alert]:
         if st.pii is None or r.speaker not in ("any", u.speaker):
             return []
-        times = [(w.t, w.t_end) for w in u.words] if u.words else None
+        found = self._pii_seen.get(id(st.pii))
+        if found is None:  # one look per tracker, however many rules share it
+            times = [(w.t, w.t_end) for w in u.words] if u.words else None
+            found = st.pii.observe(utt_id, u.speaker, seq, times, u.t, u.t_end)
+            self._pii_seen[id(st.pii)] = found
         out: list[Alert] = []
-        for f in st.pii.observe(utt_id, u.speaker, seq, times, u.t, u.t_end):
+        for f in found:
             if r.redact and not self.muted:
                 self._redactions.extend(f.parts)
             out.extend(
@@ -636,7 +691,7 @@ class RuleEngine:
     # -- emotion -------------------------------------------------------------------------
     def _on_emotion(self, e: EmotionObserved) -> list[Alert]:
         out: list[Alert] = []
-        for st in self._states:
+        for st in self._feeling:
             r = st.rule
             if isinstance(r, EmotionRule) and r.speaker in ("any", e.speaker):
                 out.extend(self._emotion(st, r, e))
@@ -727,22 +782,23 @@ class RuleEngine:
 
     def _settle(self, alerts: list[Alert], external: bool = False) -> list[Alert]:
         """Let composite rules see the alerts (and the clock) until nothing new fires."""
+        if not external:
+            self._log.extend((self.clock, a) for a in alerts)
+        if not self._composites:
+            return alerts
         out = [] if external else list(alerts)
         pending = list(alerts)
-        for _ in range(len(self._states) + 1):  # composites cannot loop (checked at load)
+        for _ in range(len(self._composites) + 1):  # composites cannot loop (checked at load)
             for a in pending:
-                if not external:
-                    self._log.append((self.clock, a))
-                for st in self._states:
-                    if st.composite is not None:
-                        st.composite.on_alert(a)
+                for st in self._composites:
+                    assert st.composite is not None
+                    st.composite.on_alert(a)
             pending = []
-            external = False
-            for st in self._states:
-                if isinstance(st.rule, CompositeRule):
-                    pending.extend(self._composite(st, st.rule, self.clock))
+            for st in self._composites:
+                pending.extend(self._composite(st, st.rule, self.clock))  # type: ignore[arg-type]
             if not pending:
                 break
+            self._log.extend((self.clock, a) for a in pending)
             out.extend(pending)
         return out
 

@@ -75,7 +75,9 @@ def inputs_from_report(report: dict[str, Any]) -> tuple[list[EngineInput], float
     for tr in report.get("transcript", []):
         words = tuple(WordTime(w["w"], w["t"], w["t_end"]) for w in tr.get("words", []))
         inputs.append(
-            Utterance(tr["speaker"], tr["t"], tr["t_end"], tr["text"], words, tr.get("language", "en"))
+            Utterance(
+                tr["speaker"], tr["t"], tr["t_end"], tr["text"], words, tr.get("language", "en")
+            )
         )
     for ev in report.get("events", []):
         if ev.get("type") == "silence":
@@ -112,9 +114,9 @@ def explain(rule_id: str, packs: list[RulePack], report: dict[str, Any]) -> Expl
     ]
     status = next((o.status for o in replay.scorecard if o.rule_id == rule_id), "passed")
     fired = len(stored) if stored else len(replay_alerts)
-    verdict = (
-        f"FIRED {fired} time(s)" if fired else f"did not fire (scorecard: {status})"
-    ) + ("" if rule.enabled else " — the rule is disabled")
+    verdict = (f"FIRED {fired} time(s)" if fired else f"did not fire (scorecard: {status})") + (
+        "" if rule.enabled else " — the rule is disabled"
+    )
     utterances = [x for x in inputs if isinstance(x, Utterance)]
     findings = (
         _composite(rule, needed, inputs, duration)
@@ -207,7 +209,9 @@ def _phrase(rule: PhraseRule, utts: list[Utterance], duration: float) -> list[st
     return out
 
 
-def _silences(rule: SilenceRule | HoldRule, inputs: list[EngineInput], utts: list[Utterance]) -> list[str]:
+def _silences(
+    rule: SilenceRule | HoldRule, inputs: list[EngineInput], utts: list[Utterance]
+) -> list[str]:
     gaps = sorted(
         ((x.t_end - x.t, x.t) for x in inputs if isinstance(x, SilenceEnded)), reverse=True
     )
@@ -250,7 +254,9 @@ def _rates(rule: SpeechRateRule, utts: list[Utterance]) -> list[str]:
 
 
 def _emotions(rule: EmotionRule, inputs: list[EngineInput]) -> list[str]:
-    obs = [x for x in inputs if isinstance(x, EmotionObserved) and rule.speaker in ("any", x.speaker)]
+    obs = [
+        x for x in inputs if isinstance(x, EmotionObserved) and rule.speaker in ("any", x.speaker)
+    ]
     if not obs:
         return ["No emotion readings were stored for this speaker (was emotion detection on?)."]
     peak = max(obs, key=lambda e: e.anger_index)
@@ -280,7 +286,9 @@ def _overlaps(rule: TalkOverRule, utts: list[Utterance]) -> list[str]:
             if overlap < 0.3:
                 continue
             late, early = (b, a) if b.t >= a.t else (a, b)
-            note = " (backchannel, ignored)" if is_backchannel(TokenSeq.from_text(late.text)) else ""
+            note = (
+                " (backchannel, ignored)" if is_backchannel(TokenSeq.from_text(late.text)) else ""
+            )
             out.append(
                 f"{late.t:7.2f} s {late.speaker} over {early.speaker} for {overlap:.1f} s: "
                 f'"{late.text[:60]}"{note}'

@@ -13,11 +13,20 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from qa_rules.schema import AnyRule, CompositeRule, HoldRule, PhraseRule, RulePack
+from qa_rules.schema import (
+    DEFAULT_HOLD_PHRASES,
+    AnyRule,
+    CompositeRule,
+    HoldRule,
+    PhraseRule,
+    RulePack,
+)
 from rapidfuzz.fuzz import ratio
 
 from qa_rules.text import _STOP as STOPWORDS
 from qa_rules.text import Match, PhraseIndex, TokenSeq, negated, phrase_tokens
+
+HOLD_FUZZY = 0.85
 
 # "mm-hmm" while the other side talks is listening, not interrupting.
 BACKCHANNEL = frozenset(
@@ -38,7 +47,8 @@ class CompiledRules:
     """The phrase index and regexes of one rule set."""
 
     def __init__(self, rules: Sequence[AnyRule]) -> None:
-        pairs: set[tuple[str, float]] = set()
+        # hold announcements are always looked for: dead air rules skip announced holds
+        pairs: set[tuple[str, float]] = {(p, HOLD_FUZZY) for p in DEFAULT_HOLD_PHRASES}
         self.regexes: dict[str, re.Pattern[str]] = {}
         for r in rules:
             if isinstance(r, PhraseRule):
@@ -51,6 +61,12 @@ class CompiledRules:
                 for c in r.conditions():
                     pairs.update((p, c.fuzzy) for p in c.said or [])
         self.index = PhraseIndex(sorted(pairs))
+        # per phrase rule: the index keys of its items, to skip rules nothing hit
+        self.keys: dict[int, frozenset[tuple[str, float]]] = {
+            id(r): frozenset((p, r.fuzzy) for p in r.phrases)
+            for r in rules
+            if isinstance(r, PhraseRule)
+        }
 
     def scan(self, seq: TokenSeq) -> UtteranceMatches:
         return UtteranceMatches(seq, self.index.search(seq), self)
@@ -117,12 +133,18 @@ class UtteranceMatches:
             self._regex_hits[pattern] = out
         return self._regex_hits[pattern]
 
+    def announces_hold(self) -> bool:
+        return self.any_phrase(DEFAULT_HOLD_PHRASES, HOLD_FUZZY) is not None
+
     def any_phrase(self, phrases: Iterable[str], fuzzy: float) -> Match | None:
         found = [m for p in phrases for m in self.phrase(p, fuzzy)]
         return min(found, key=lambda m: m.start) if found else None
 
     def occurrences(self, rule: PhraseRule) -> list[Occurrence]:
         """Each item of the rule found here, minus negated ones and ones near an exclusion."""
+        keys = self._compiled.keys.get(id(rule))
+        if keys is not None and not rule.regex and keys.isdisjoint(self._hits):
+            return []
         out: list[Occurrence] = []
         for i, item in enumerate(rule.items):
             found = (
@@ -168,4 +190,3 @@ class UtteranceMatches:
 
 def is_backchannel(seq: TokenSeq) -> bool:
     return 0 < len(seq.toks) <= 3 and all(t in BACKCHANNEL for t in seq.toks)
-

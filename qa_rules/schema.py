@@ -28,7 +28,18 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 TEMPLATE_FIELDS: dict[str, set[str]] = {
     "phrase": {"phrase", "matched", "speaker", "t", "window_s"},
     "silence": {"duration", "t", "min_s"},
-    "speech_rate": {"wpm", "cpm", "rate", "unit", "speaker", "t", "min_wpm", "max_wpm", "window_s", "words"},
+    "speech_rate": {
+        "wpm",
+        "cpm",
+        "rate",
+        "unit",
+        "speaker",
+        "t",
+        "min_wpm",
+        "max_wpm",
+        "window_s",
+        "words",
+    },
     "emotion": {"label", "speaker", "t", "index", "confidence", "utterances", "duration"},
     "talk_over": {"speaker", "interrupted", "overlap", "count", "t"},
     "talk_ratio": {"speaker", "share", "percent", "talk_s", "t"},
@@ -179,6 +190,9 @@ class SilenceRule(RuleBase):
 
     kind: Literal["silence"]
     min_s: float = Field(gt=0)
+    # A silence the agent announced ("let me put you on hold") is a hold, judged by the
+    # hold kind; true counts it as dead air anyway.
+    during_hold: bool = False
 
 
 class SpeechRateRule(RuleBase):
@@ -371,7 +385,8 @@ class Cond(BaseModel):
         given = [k for k in COND_KEYS if getattr(self, COND_KEYS[k]) is not None]
         if len(given) != 1:
             raise ValueError(
-                "each condition is exactly one of: " + ", ".join(COND_KEYS)
+                "each condition is exactly one of: "
+                + ", ".join(COND_KEYS)
                 + (f" (got {', '.join(given)})" if given else "")
             )
         return self
