@@ -28,6 +28,16 @@ rules:
     speaker: agent
     min_overlap_s: 1.0
     allowed: 0
+  - id: agent_share
+    kind: talk_ratio
+    speaker: agent
+    max_share: 0.5
+    min_talk_s: 30
+  - id: customer_share
+    kind: talk_ratio
+    speaker: customer
+    max_share: 0.8
+    min_talk_s: 30
   - id: card_not_read_early
     kind: composite
     window: {first_s: 60}
@@ -136,6 +146,9 @@ def test_talk_over_and_hold_on_real_audio(audited) -> None:  # type: ignore[no-u
     assert abs(hold["t"] - (marks["hold_start"] + 60)) < 1.5
     assert hold["evidence"]["announced"] is True
     assert "dead_air" not in got  # an announced hold is not dead air
+    (share,) = got["agent_share"]  # agent ~20 s of ~34 s of talk, judged once 30 s are in
+    assert 0.5 < share["evidence"]["share"] < 0.7 and share["t"] > marks["back"]
+    assert "customer_share" not in got
     card = {line["rule_id"]: line["status"] for line in report["scorecard"]["rules"]}
     assert card["long_hold"] == "failed" and card["recording_disclosure"] == "passed"
 
