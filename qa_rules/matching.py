@@ -23,8 +23,7 @@ from qa_rules.schema import (
 )
 from rapidfuzz.fuzz import ratio
 
-from qa_rules.text import _STOP as STOPWORDS
-from qa_rules.text import Match, PhraseIndex, TokenSeq, negated, phrase_tokens
+from qa_rules.text import STOPWORDS, Match, PhraseIndex, TokenSeq, negated, phrase_tokens
 
 HOLD_FUZZY = 0.85
 
