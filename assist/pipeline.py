@@ -27,10 +27,6 @@ from audio.vad import FRAME_MS, Segment, VadConfig, VadSegmenter
 from models.asr import Transcript
 from models.emotion import EmotionAnalyzer, EmotionTracker, VoiceMeasure
 from qa_rules.engine import RuleEngine
-from qa_rules.pii import RedactSpan, detect
-from qa_rules.schema import PiiRule, RulePack
-from qa_rules.scoring import score_of
-from qa_rules.text import TokenSeq
 from qa_rules.events import (
     Alert,
     EmotionObserved,
@@ -40,6 +36,10 @@ from qa_rules.events import (
     Utterance,
     WordTime,
 )
+from qa_rules.pii import RedactSpan, detect
+from qa_rules.schema import PiiRule, RulePack
+from qa_rules.scoring import score_of
+from qa_rules.text import TokenSeq
 
 log = logging.getLogger(__name__)
 

@@ -75,9 +75,7 @@ class CompositeTracker:
         for c in self.leaves:
             if c.speaker not in ("any", e.speaker):
                 continue
-            if c.emotion is not None and e.label in c.emotion and e.confidence >= c.min_confidence:
-                self._record(c, e.t_end, e.speaker)
-            elif c.anger_above is not None and e.anger_index >= c.anger_above:
+            if _sounds(c, e):
                 self._record(c, e.t_end, e.speaker)
 
     def on_silence(self, since: float, now: float, fired: set[tuple[int, float]]) -> None:
@@ -153,3 +151,10 @@ class CompositeTracker:
             "after": self.rule.after.describe() if self.rule.after is not None else None,
             "signals": signals,
         }
+
+
+def _sounds(c: Cond, e: EmotionObserved) -> bool:
+    """Does this emotion reading meet an ``emotion`` or ``anger_above`` signal?"""
+    if c.emotion is not None:
+        return e.label in c.emotion and e.confidence >= c.min_confidence
+    return c.anger_above is not None and e.anger_index >= c.anger_above

@@ -195,9 +195,8 @@ class RuleEngine:
                 out.extend(self._silence_due(st, r, t))
             elif isinstance(r, HoldRule):
                 out.extend(self._hold_due(st, r, t))
-            elif isinstance(r, CompositeRule) and st.composite is not None:
-                if self._silence_since is not None:
-                    st.composite.on_silence(self._silence_since, t, self._silence_signals)
+            elif st.composite is not None and self._silence_since is not None:
+                st.composite.on_silence(self._silence_since, t, self._silence_signals)
         return self._settle(out)
 
     def finish(self, t_end: float) -> list[Alert]:
@@ -390,9 +389,7 @@ class RuleEngine:
             return [part]
         got: dict[int, dict[str, Any]] = st.extra.setdefault("progress", {})
         i = part["item_index"]
-        if r.match == "all" and i not in got:
-            got[i] = part
-        elif r.match == "in_order" and i == len(got):
+        if (r.match == "all" and i not in got) or (r.match == "in_order" and i == len(got)):
             got[i] = part
         if len(got) < len(r.items):
             return None

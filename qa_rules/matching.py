@@ -13,6 +13,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rapidfuzz.fuzz import ratio
+
 from qa_rules.schema import (
     DEFAULT_HOLD_PHRASES,
     AnyRule,
@@ -21,16 +23,40 @@ from qa_rules.schema import (
     PhraseRule,
     RulePack,
 )
-from rapidfuzz.fuzz import ratio
-
 from qa_rules.text import STOPWORDS, Match, PhraseIndex, TokenSeq, negated, phrase_tokens
 
 HOLD_FUZZY = 0.85
 
 # "mm-hmm" while the other side talks is listening, not interrupting.
 BACKCHANNEL = frozenset(
-    "yeah yes yep ok okay right sure mhm mm hmm uh huh uhhuh mmhmm oh ah i see alright "
-    "嗯 对 好 是 哦 啊 行".split()
+    [
+        "yeah",
+        "yes",
+        "yep",
+        "ok",
+        "okay",
+        "right",
+        "sure",
+        "mhm",
+        "mm",
+        "hmm",
+        "uh",
+        "huh",
+        "uhhuh",
+        "mmhmm",
+        "oh",
+        "ah",
+        "i",
+        "see",
+        "alright",
+        "嗯",
+        "对",
+        "好",
+        "是",
+        "哦",
+        "啊",
+        "行",
+    ]
 )
 
 

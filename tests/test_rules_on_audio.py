@@ -154,7 +154,7 @@ def test_talk_over_and_hold_on_real_audio(audited) -> None:  # type: ignore[no-u
 
 
 def test_explain_from_the_store(audited, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
-    report, timeline, db, rules, _ = audited
+    report, _timeline, db, rules, _ = audited
     call = report["call_id"]
     assert (
         main(["rules", "explain", "long_hold", "--call", call, "--rules", str(rules), "--db", db])
