@@ -397,26 +397,27 @@ class CallPipeline:
             u.speaker, u.t, u.t_end, r.label, r.confidence, r.anger_index, u.text
         )
 
-    def _emit_transcript(self, job: AsrJob, tr: Transcript) -> None:
-        if self._redact_kinds and tr.words:
-            # PII inside this utterance is masked before the line goes out; numbers split
-            # over two utterances are caught by the engine's pii rules (in time order).
-            seq = TokenSeq.from_words([w.w for w in tr.words])
-            for hit in detect(seq, self._redact_kinds):
-                idx = seq.words_of(hit.start, hit.end)
+    def _note_pii(self, speaker: str, words: list[tuple[str, float, float]]) -> None:
+        """PII inside one utterance is masked before its line goes out; numbers split over
+        two utterances are caught by the engine's pii rules (in time order)."""
+        if not self._redact_kinds or not words:
+            return
+        seq = TokenSeq.from_words([w for w, _, _ in words])
+        for hit in detect(seq, self._redact_kinds):
+            idx = seq.words_of(hit.start, hit.end)
+            if len(idx):
+                first, last = words[idx[0]], words[idx[-1]]
                 self.redactor.add(
-                    [
-                        RedactSpan(
-                            -1,
-                            job.speaker,
-                            idx[0],
-                            idx[-1] + 1,
-                            tr.words[idx[0]].t,
-                            tr.words[idx[-1]].t_end,
-                            hit.kind,
-                        )
-                    ]
+                    [RedactSpan(-1, speaker, idx[0], idx[-1] + 1, first[1], last[2], hit.kind)]
                 )
+
+    def mask_partial(self, ev: Event) -> Event:
+        """A partial transcript (made outside the pipeline) masked like every other line."""
+        self._note_pii(ev["speaker"], [(w["w"], w["t"], w["t_end"]) for w in ev.get("words", [])])
+        return self.redactor.event(ev) if self._redact_kinds or self.redactor.spans else ev
+
+    def _emit_transcript(self, job: AsrJob, tr: Transcript) -> None:
+        self._note_pii(job.speaker, [(w.w, w.t, w.t_end) for w in tr.words])
         ev = self.stamper.make(
             "transcript.final",
             tr.t,
