@@ -582,7 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="ASR calls in parallel on the shared model (one per core)",
     )
-    s.add_argument("--rules", metavar="DIR")
+    s.add_argument(
+        "--rules",
+        metavar="DIR",
+        help="rule pack folder, edited live over /v1/rules (default: $CALLWATCH_HOME/rules, "
+        "seeded with the built-in packs on first start)",
+    )
     s.add_argument("--vad", type=int, choices=[0, 1, 2, 3], default=3)
     s.add_argument("--no-partials", action="store_true", help="finals only (saves CPU)")
     s.add_argument("--db", metavar="URL")

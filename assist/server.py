@@ -10,6 +10,10 @@ Consume:
     GET /v1/calls                      active and recent calls
     GET /v1/calls/{call_id}            transcript, alerts, scorecard
     GET /healthz, GET /metrics
+QA rules (versioned, hot-reloaded into live calls; see docs/rules.md):
+    GET /v1/rules, GET|PUT|DELETE /v1/rules/{pack}, POST /v1/rules/validate,
+    GET /v1/rules/{pack}/versions[/{n}], POST /v1/rules/{pack}/versions/{n}/restore,
+    GET|PUT|DELETE /v1/rules/{pack}/rules/{rule_id}
 Push: alerts (and any other events) POSTed to webhook targets, see assist/webhooks.py.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -24,12 +29,19 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from assist.bus import EventBus
+from assist.rules_registry import (
+    ConflictError,
+    NotFoundError,
+    RegistryError,
+    RuleRegistry,
+    VersionInfo,
+)
 from assist.session import CallManager, LiveCall, LiveConfig
-from assist.store import Store
+from assist.store import Store, StoreError
 from assist.webhooks import WebhookDispatcher, WebhookTarget
 from audio.protocols.audiohook import AudioHookAdapter
 from audio.protocols.base import Feed, ProtocolError
@@ -39,7 +51,9 @@ from models.asr import AsrConfig, WhisperAsr
 from models.diarize.encoder import shared_encoder
 from models.emotion import EmotionAnalyzer
 from models.scheduler import AsrScheduler
-from qa_rules.loader import load_packs
+from qa_rules.cases import parse_cases, run_cases, summary
+from qa_rules.explain import explain
+from qa_rules.loader import RuleError
 from qa_rules.schema import RulePack
 
 log = logging.getLogger("callwatch.server")
@@ -54,7 +68,8 @@ class ServerConfig:
     threads: int = 1
     workers: int = 2  # ASR calls in parallel (one CPU thread each): one per core
     max_batch: int = 4
-    rules: str | None = None
+    rules: str | None = None  # pack folder (or one file); None: $CALLWATCH_HOME/rules/
+    rules_poll_s: float = 2.0  # how often the rules folder is checked for edits; 0 = never
     db_url: str | None = None
     store: bool = True
     live: LiveConfig = field(default_factory=LiveConfig)
@@ -84,21 +99,18 @@ class App:
         self.asr = asr or WhisperAsr(
             AsrConfig(model=config.model, threads=config.threads, workers=config.workers)
         )
-        self.packs = (
-            packs
-            if packs is not None
-            else (load_packs(config.rules) if config.rules else load_packs())
-        )
+        self.store = Store(config.db_url) if config.store else None
+        # ``packs`` (tests, embedding) seed an empty rules folder; a folder with packs wins.
+        self.rules = RuleRegistry(config.rules, self.store, seed=packs)
         self.scheduler = AsrScheduler(
             self.asr,
             max_batch=config.max_batch,
             workers=min(config.workers, self.asr.config.workers),
         )
         self.bus = EventBus()
-        self.store = Store(config.db_url) if config.store else None
         self.emotion = EmotionAnalyzer(config.emotion_model) if config.emotion else None
         self.calls = CallManager(
-            self.packs,
+            self.rules.packs,
             self.scheduler,
             self.bus,
             self.store,
@@ -113,6 +125,11 @@ class App:
         self.started = time.time()
         self.protocol_errors = 0
 
+    @property
+    def packs(self) -> list[RulePack]:
+        """The rule packs running now (they change as rules are edited)."""
+        return self.rules.packs
+
     def close(self) -> None:
         self.scheduler.close()
 
@@ -126,7 +143,26 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
         app.state.cw = cw
         cw.webhooks.start()
         cw.bus.add_listener(cw.webhooks.submit)
+        loop = asyncio.get_running_loop()
+
+        def on_rules(packs: list[RulePack]) -> None:
+            # registry changes happen on worker threads; live calls belong to the loop
+            loop.call_soon_threadsafe(cw.calls.set_packs, packs)
+
+        cw.rules.add_listener(on_rules)
+        if cw.calls.packs is not cw.rules.packs:
+            cw.calls.set_packs(cw.rules.packs)
+        poller = (
+            asyncio.create_task(poll_rules(cw.rules, cw.config.rules_poll_s))
+            if cw.config.rules_poll_s > 0
+            else None
+        )
         yield
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        cw.rules.remove_listener(on_rules)
         for call in list(cw.calls.calls.values()):
             if call.active:
                 await cw.calls.end(call, "server_shutdown")
@@ -181,6 +217,8 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
                 return {**report, "status": "ended"}
         raise HTTPException(status_code=404, detail=f"no call {call_id!r}")
 
+    add_rules_routes(app)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
@@ -210,6 +248,227 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
         }
 
     return app
+
+
+async def poll_rules(rules: RuleRegistry, every_s: float) -> None:
+    """Pick up rule files edited on disk, until cancelled."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(rules.reload_from_folder)
+        except Exception:
+            log.exception("checking the rules folder failed")
+
+
+# -- QA rules API ------------------------------------------------------------------------------
+def _rules_error(exc: Exception) -> HTTPException:
+    if isinstance(exc, RuleError):
+        return HTTPException(
+            status_code=422,
+            detail={
+                "message": "invalid rules: nothing was changed, the previous rules keep running",
+                "issues": [
+                    {"file": i.file, "line": i.line, "field": i.field, "message": i.message}
+                    for i in exc.issues
+                ],
+            },
+        )
+    if isinstance(exc, NotFoundError):
+        return HTTPException(status_code=404, detail={"message": str(exc)})
+    if isinstance(exc, ConflictError):
+        return HTTPException(status_code=409, detail={"message": str(exc)})
+    if isinstance(exc, RegistryError):
+        return HTTPException(status_code=422, detail={"message": str(exc), "issues": []})
+    if isinstance(exc, StoreError):
+        return HTTPException(status_code=503, detail={"message": str(exc)})
+    raise exc
+
+
+async def _rules_call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a registry call off the event loop; its errors become HTTP answers."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except (RuleError, RegistryError, StoreError) as exc:
+        raise _rules_error(exc) from exc
+
+
+def _author(request: Request) -> str:
+    # Who made a change; real tokens and roles come later (see docs/rules.md).
+    return (request.headers.get("x-callwatch-user") or "").strip() or "anonymous"
+
+
+async def _rules_body(request: Request, what: str) -> tuple[Any, str]:
+    """(body, comment): YAML text as-is, or a decoded JSON body; the comment comes from
+    ``X-Callwatch-Comment`` or the JSON body's ``comment``."""
+    comment = request.headers.get("x-callwatch-comment") or ""
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json" or ctype.endswith("+json"):
+        try:
+            data = json.loads(raw or b"null")
+        except ValueError as exc:
+            raise HTTPException(
+                status_code=422, detail={"message": f"body is not JSON: {exc}", "issues": []}
+            ) from exc
+        if not isinstance(data, dict):
+            raise HTTPException(
+                status_code=422,
+                detail={"message": f"a JSON body is an object with {what}", "issues": []},
+            )
+        if isinstance(data.get("comment"), str) and not comment:
+            comment = data["comment"]
+        return data, comment
+    try:
+        return raw.decode("utf-8"), comment
+    except UnicodeDecodeError as exc:
+        raise HTTPException(
+            status_code=422, detail={"message": "body is not UTF-8 text", "issues": []}
+        ) from exc
+
+
+def _yaml_of(body: Any) -> str:
+    if isinstance(body, str):
+        return body
+    text = body.get("yaml")
+    if not isinstance(text, str):
+        raise HTTPException(
+            status_code=422,
+            detail={"message": 'a JSON body needs "yaml": the pack\'s YAML text', "issues": []},
+        )
+    return text
+
+
+def _version_reply(info: VersionInfo, changed: bool) -> dict[str, Any]:
+    return {**info.to_dict(), "changed": changed}
+
+
+def add_rules_routes(app: FastAPI) -> None:
+    def rules_of(request: Request) -> RuleRegistry:
+        cw: App = request.app.state.cw
+        return cw.rules
+
+    @app.get("/v1/rules")
+    async def list_rules(request: Request) -> dict[str, Any]:
+        return dict(await _rules_call(rules_of(request).list_packs))
+
+    @app.post("/v1/rules/validate")
+    async def validate_rules(request: Request) -> dict[str, Any]:
+        body, _ = await _rules_body(request, '"yaml"')
+        pack: RulePack = await _rules_call(rules_of(request).validate, _yaml_of(body))
+        return {"ok": True, "pack": pack.pack, "rules": len(pack.rules)}
+
+    @app.post("/v1/rules/test")
+    async def test_rules(request: Request) -> dict[str, Any]:
+        """Run rule unit tests (the ``rules test`` cases format) against the running packs,
+        or with ``"yaml"`` a draft pack in place of the running one of the same name."""
+        body, _ = await _rules_body(request, '"cases" (and an optional draft "yaml")')
+        cases_text = body.get("cases") if isinstance(body, dict) else body
+        if not isinstance(cases_text, str):
+            raise HTTPException(
+                status_code=422,
+                detail={"message": 'give "cases": the cases file as YAML text', "issues": []},
+            )
+        packs = list(rules_of(request).packs)
+        draft = body.get("yaml") if isinstance(body, dict) else None
+        if isinstance(draft, str):
+            pack: RulePack = await _rules_call(rules_of(request).validate, draft)
+            packs = [p for p in packs if p.pack != pack.pack] + [pack]
+
+        def run() -> dict[str, Any]:
+            return summary(run_cases(packs, parse_cases(cases_text, "cases.yaml", packs)))
+
+        return dict(await _rules_call(run))
+
+    @app.get("/v1/calls/{call_id}/explain/{rule_id}")
+    async def explain_rule(request: Request, call_id: str, rule_id: str) -> dict[str, Any]:
+        """Why a rule fired on a call (live or stored), or why it did not."""
+        cw: App = request.app.state.cw
+        call = cw.calls.calls.get(call_id)
+        report = call.report() if call is not None else None
+        if report is None and cw.store is not None:
+            report = await asyncio.to_thread(cw.store.get_report, call_id)
+        if report is None:
+            raise HTTPException(status_code=404, detail=f"no call {call_id!r}")
+        try:
+            result = await asyncio.to_thread(explain, rule_id, list(cw.rules.packs), report)
+        except KeyError:
+            raise HTTPException(status_code=404, detail=f"no rule {rule_id!r}") from None
+        return result.to_dict()
+
+    @app.get("/v1/rules/{pack}")
+    async def get_pack(request: Request, pack: str) -> dict[str, Any]:
+        return dict(await _rules_call(rules_of(request).get_pack, pack))
+
+    @app.put("/v1/rules/{pack}")
+    async def put_pack(request: Request, response: Response, pack: str) -> dict[str, Any]:
+        reg = rules_of(request)
+        body, comment = await _rules_body(request, '"yaml" (and "comment")')
+        existed = pack in {p.pack for p in reg.packs}
+        info, changed = await _rules_call(
+            reg.put_pack, pack, _yaml_of(body), _author(request), comment
+        )
+        if not existed:
+            response.status_code = 201
+        return _version_reply(info, changed)
+
+    @app.delete("/v1/rules/{pack}")
+    async def delete_pack(request: Request, pack: str) -> dict[str, Any]:
+        comment = request.headers.get("x-callwatch-comment") or ""
+        info = await _rules_call(rules_of(request).delete_pack, pack, _author(request), comment)
+        return {**info.to_dict(), "deleted": True}
+
+    @app.get("/v1/rules/{pack}/versions")
+    async def list_versions(request: Request, pack: str) -> dict[str, Any]:
+        return {"pack": pack, "versions": await _rules_call(rules_of(request).versions, pack)}
+
+    @app.get("/v1/rules/{pack}/versions/{n}")
+    async def get_version(request: Request, pack: str, n: int) -> dict[str, Any]:
+        return dict(await _rules_call(rules_of(request).version, pack, n))
+
+    @app.post("/v1/rules/{pack}/versions/{n}/restore")
+    async def restore_version(request: Request, pack: str, n: int) -> dict[str, Any]:
+        comment = request.headers.get("x-callwatch-comment") or ""
+        raw = await request.body()
+        if raw and "json" in request.headers.get("content-type", ""):
+            _, comment = await _rules_body(request, '"comment"')
+        info, changed = await _rules_call(
+            rules_of(request).restore, pack, n, _author(request), comment
+        )
+        return _version_reply(info, changed)
+
+    @app.get("/v1/rules/{pack}/rules/{rule_id}")
+    async def get_rule(request: Request, pack: str, rule_id: str) -> dict[str, Any]:
+        return dict(await _rules_call(rules_of(request).get_rule, pack, rule_id))
+
+    @app.put("/v1/rules/{pack}/rules/{rule_id}")
+    async def put_rule(
+        request: Request, response: Response, pack: str, rule_id: str
+    ) -> dict[str, Any]:
+        reg = rules_of(request)
+        body, comment = await _rules_body(request, '"rule" (or "yaml"), and "comment"')
+        rule: Any = body
+        if isinstance(body, dict):
+            if isinstance(body.get("rule"), dict):
+                rule = body["rule"]
+            elif isinstance(body.get("yaml"), str):
+                rule = body["yaml"]
+            else:
+                rule = {k: v for k, v in body.items() if k != "comment"}
+        existed = any(r.id == rule_id for p in reg.packs if p.pack == pack for r in p.rules)
+        info, changed = await _rules_call(
+            reg.put_rule, pack, rule_id, rule, _author(request), comment
+        )
+        if not existed:
+            response.status_code = 201
+        return _version_reply(info, changed)
+
+    @app.delete("/v1/rules/{pack}/rules/{rule_id}")
+    async def delete_rule(request: Request, pack: str, rule_id: str) -> dict[str, Any]:
+        comment = request.headers.get("x-callwatch-comment") or ""
+        info, changed = await _rules_call(
+            rules_of(request).delete_rule, pack, rule_id, _author(request), comment
+        )
+        return _version_reply(info, changed)
 
 
 async def _send_all(ws: WebSocket, replies: list[str | bytes]) -> None:

@@ -204,7 +204,7 @@ class LiveCall:
             text=tr.text,
             words=[w.to_dict() for w in tr.words],
         )
-        self._publish(ev)
+        self._publish(self.pipe.mask_partial(ev))
 
     # -- end -----------------------------------------------------------------------------
     async def end(self, reason: str, timeout_s: float = 60.0) -> None:
@@ -263,6 +263,10 @@ class LiveCall:
         return {spk: s["last"] for spk, s in emotion_summary(self.pipe.emotions).items()}
 
     def detail(self) -> dict[str, Any]:
+        """Everything about the call so far, PII masked (numbers found late included)."""
+        return self.pipe.report(self._detail())
+
+    def _detail(self) -> dict[str, Any]:
         transcript = sorted(
             (e for e in self.events if e["type"] == "transcript.final"),
             key=lambda e: (e["t"], e["seq"]),
@@ -348,6 +352,23 @@ class CallManager:
         self.calls[info.call_id] = call
         self._trim()
         return call
+
+    def set_packs(self, packs: list[RulePack]) -> None:
+        """New rules: calls started from now on use ``packs``, and every live call switches
+        to them now (the pipeline keeps the state of unchanged rules and publishes
+        ``rules.changed``). A call that is already ending keeps the rules it has.
+        Call on the event loop thread."""
+        self.packs = packs
+        for call in list(self.calls.values()):
+            if not call.active or call._closing:
+                continue
+            try:
+                call.pipe.reload_rules(packs)
+            except Exception:
+                log.exception(
+                    "call %s: reloading its rules failed; it keeps the old ones", call.call_id
+                )
+            call._flush()
 
     async def end(self, call: LiveCall, reason: str) -> None:
         await call.end(reason)

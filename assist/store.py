@@ -5,7 +5,9 @@ and compliance can see who said what, when, and which rule fired. Webhook delive
 failed for good are kept too (``webhook_dead_letters``), so no alert is lost when a
 receiver is down: ``callwatch webhooks failed`` lists them, ``redeliver`` sends them again.
 Enrolled agents' voiceprints (``callwatch agents enroll``) live here so diarization can tell
-the agent from the customer on mono recordings after any restart.
+the agent from the customer on mono recordings after any restart. Every version of every QA
+rule pack the server ran (``rule_versions``: who, when, the text, what changed) is kept for
+the rules API's history, diffs and rollbacks (see assist/rules_registry.py).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     delete,
     event,
+    func,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -87,18 +91,40 @@ agents = Table(
 )
 
 
+rule_versions = Table(
+    "rule_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pack", String(128), nullable=False, index=True),
+    Column("version", Integer, nullable=False),  # 1, 2, 3 ... per pack (not the YAML's own)
+    Column("text", Text, nullable=False),  # the pack's YAML exactly as run ("" = deleted)
+    Column("sha256", String(64), nullable=False),
+    Column("file", Text, nullable=False),  # where the pack lived
+    Column("author", String(256), nullable=False),  # X-Callwatch-User, or file:<path>
+    Column("comment", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("summary", JSON, nullable=False),  # {"added": [ids], "changed": [...], "removed": [...]}
+    UniqueConstraint("pack", "version", name="uq_rule_versions_pack_version"),
+)
+
+
 class StoreError(RuntimeError):
     """The store cannot be opened or written; the message says where and why."""
+
+
+def callwatch_home() -> Path:
+    """``$CALLWATCH_HOME``, else ``$XDG_DATA_HOME/callwatch`` (``~/.local/share/callwatch``)."""
+    home = os.environ.get("CALLWATCH_HOME") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "callwatch"
+    )
+    return Path(home)
 
 
 def default_url() -> str:
     url = os.environ.get("CALLWATCH_DB_URL")
     if url:
         return url
-    home = os.environ.get("CALLWATCH_HOME") or os.path.join(
-        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "callwatch"
-    )
-    return f"sqlite:///{Path(home) / 'callwatch.db'}"
+    return f"sqlite:///{callwatch_home() / 'callwatch.db'}"
 
 
 class Store:
@@ -278,6 +304,89 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot remove agent {agent_id} from {self.url}: {exc}") from exc
         return bool(result.rowcount)
+
+    # -- rule pack versions ----------------------------------------------------------------
+    def add_rule_version(
+        self,
+        pack: str,
+        text: str,
+        sha256: str,
+        file: str,
+        author: str,
+        comment: str,
+        summary: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Record the next version of ``pack`` (numbered 1, 2, 3 ... per pack); returns the row."""
+        try:
+            with self.engine.begin() as conn:
+                last = conn.execute(
+                    select(rule_versions.c.version)
+                    .where(rule_versions.c.pack == pack)
+                    .order_by(rule_versions.c.version.desc())
+                    .limit(1)
+                ).scalar()
+                row = {
+                    "pack": pack,
+                    "version": int(last or 0) + 1,
+                    "text": text,
+                    "sha256": sha256,
+                    "file": file,
+                    "author": author,
+                    "comment": comment,
+                    "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "summary": summary,
+                }
+                result = conn.execute(rule_versions.insert().values(**row))
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot save a version of rule pack {pack} to {self.url}: {exc}"
+            ) from exc
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return {"id": int(pk[0]), **row}
+
+    def rule_versions(self, pack: str) -> list[dict[str, Any]]:
+        """Every version of ``pack``, oldest first, without their texts."""
+        cols = [c for c in rule_versions.c if c.name != "text"]
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(*cols)
+                    .where(rule_versions.c.pack == pack)
+                    .order_by(rule_versions.c.version)
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(r) for r in rows]
+
+    def rule_version(self, pack: str, version: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(rule_versions).where(
+                        rule_versions.c.pack == pack, rule_versions.c.version == version
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def latest_rule_versions(self) -> dict[str, dict[str, Any]]:
+        """The newest version of each pack ever stored (deletions included), by pack."""
+        newest = (
+            select(rule_versions.c.pack, func.max(rule_versions.c.version).label("v"))
+            .group_by(rule_versions.c.pack)
+            .subquery()
+        )
+        q = select(rule_versions).join(
+            newest,
+            (rule_versions.c.pack == newest.c.pack) & (rule_versions.c.version == newest.c.v),
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        return {r["pack"]: dict(r) for r in rows}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
