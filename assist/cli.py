@@ -12,21 +12,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from models.emotion import EmotionAnalyzer
+    from qa_rules.schema import RulePack
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 log = logging.getLogger("callwatch")
 
 
-def _cmd_rules_check(args: argparse.Namespace) -> int:
+def _packs_or_report(path: str | Path) -> list[RulePack] | None:
+    """The packs under ``path``, or None after printing every problem (FILE:LINE: FIELD)."""
     from qa_rules.loader import RuleError, load_packs
 
     try:
-        packs = load_packs(args.dir)
+        return load_packs(path)
     except RuleError as exc:
         for issue in exc.issues:
             print(f"error: {issue}", file=sys.stderr)
         print(f"{len(exc.issues)} problem(s); nothing loaded", file=sys.stderr)
+        return None
+
+
+def _cmd_rules_check(args: argparse.Namespace) -> int:
+    packs = _packs_or_report(args.dir)
+    if packs is None:
         return 1
     for p in packs:
         kinds: dict[str, int] = {}
@@ -41,14 +49,10 @@ def _cmd_rules_test(args: argparse.Namespace) -> int:
     import json
 
     from qa_rules.cases import Case, load_cases, run_cases, summary
-    from qa_rules.loader import RuleError, load_packs
+    from qa_rules.loader import RuleError
 
-    try:
-        packs = load_packs(args.dir)
-    except RuleError as exc:
-        for issue in exc.issues:
-            print(f"error: {issue}", file=sys.stderr)
-        print(f"{len(exc.issues)} problem(s); nothing loaded", file=sys.stderr)
+    packs = _packs_or_report(args.dir)
+    if packs is None:
         return 1
     cases: list[Case] = []
     issues = []

@@ -49,7 +49,7 @@ from qa_rules.events import (
     Utterance,
     WordTime,
 )
-from qa_rules.loader import RuleError, RuleIssue, _UniqueKeyLoader, yaml_line_of
+from qa_rules.loader import RuleError, RuleIssue, load_yaml, yaml_line_of
 from qa_rules.schema import RulePack
 from qa_rules.scoring import score_of
 
@@ -356,19 +356,6 @@ def _last_end(inputs: Iterable[EngineInput]) -> float:
 
 
 # -- parsing -------------------------------------------------------------------------------
-def _load_yaml(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
-    try:
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise RuleError([RuleIssue(filename, line, "", f"invalid YAML: {exc.problem}")]) from exc
-    except yaml.YAMLError as exc:
-        raise RuleError([RuleIssue(filename, None, "", f"invalid YAML: {exc}")]) from exc
-    return node, data
-
-
 def _field_path(loc: Sequence[int | str], data: Any) -> str:
     out = ""
     cur = data
@@ -401,7 +388,7 @@ def parse_cases(
 
     With ``packs``, rule ids the cases mention are checked against them too.
     """
-    node, data = _load_yaml(text, filename)
+    node, data = load_yaml(text, filename)
     if not isinstance(data, dict):
         raise RuleError(
             [RuleIssue(filename, 1, "", "a cases file is a mapping with a 'cases' list")]

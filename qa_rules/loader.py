@@ -109,8 +109,9 @@ def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
     return out
 
 
-def parse_pack(text: str, filename: str) -> RulePack:
-    """Parse one pack's YAML text. Raises RuleError naming file/line/field."""
+def load_yaml(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML's node tree (for line numbers) and data; duplicate keys refused.
+    Raises RuleError naming the line of a syntax error."""
     try:
         node = yaml.compose(text, Loader=_UniqueKeyLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)
@@ -120,6 +121,12 @@ def parse_pack(text: str, filename: str) -> RulePack:
         raise RuleError([RuleIssue(filename, line, "", f"invalid YAML: {exc.problem}")]) from exc
     except yaml.YAMLError as exc:
         raise RuleError([RuleIssue(filename, None, "", f"invalid YAML: {exc}")]) from exc
+    return node, data
+
+
+def parse_pack(text: str, filename: str) -> RulePack:
+    """Parse one pack's YAML text. Raises RuleError naming file/line/field."""
+    node, data = load_yaml(text, filename)
     if not isinstance(data, dict):
         raise RuleError(
             [RuleIssue(filename, 1, "", "a rule pack is a mapping with 'pack' and 'rules' keys")]

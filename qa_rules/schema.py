@@ -467,18 +467,6 @@ class CompositeRule(RuleBase):
         return [c.rule for c in self.conditions() if c.rule is not None]
 
 
-Rule = Annotated[
-    PhraseRule
-    | SilenceRule
-    | SpeechRateRule
-    | EmotionRule
-    | TalkOverRule
-    | TalkRatioRule
-    | HoldRule
-    | PiiRule
-    | CompositeRule,
-    Field(discriminator="kind"),
-]
 AnyRule = (
     PhraseRule
     | SilenceRule
@@ -490,6 +478,7 @@ AnyRule = (
     | PiiRule
     | CompositeRule
 )
+Rule = Annotated[AnyRule, Field(discriminator="kind")]
 
 
 class RulePack(BaseModel):
