@@ -36,7 +36,7 @@ from qa_rules.events import (
     Utterance,
     WordTime,
 )
-from qa_rules.pii import RedactSpan, detect
+from qa_rules.pii import PiiTracker, RedactSpan, detect
 from qa_rules.schema import PiiRule, RulePack
 from qa_rules.scoring import score_of
 from qa_rules.text import TokenSeq
@@ -149,7 +149,9 @@ class CallPipeline:
         # PII said on the call is masked in every event that leaves, and again in the
         # report once numbers split over two utterances are known.
         self.redactor = Redactor()
-        self._redact_kinds = _redacting_kinds(engine.packs)
+        self._redact_kinds: list[str] = []
+        self._live_pii: PiiTracker | None = None
+        self._configure_redaction(engine.packs)
 
     # -- audio in ------------------------------------------------------------------------
     def push(self, channel: int, samples: Float32Array) -> list[AsrJob]:
@@ -220,7 +222,7 @@ class CallPipeline:
     def reload_rules(self, packs: list[RulePack]) -> dict[str, list[str]]:
         """Swap the call's rules (hot reload); the change is an event on the call."""
         change = self.engine.reload(packs)
-        self._redact_kinds = _redacting_kinds(packs)
+        self._configure_redaction(packs)
         self._out(
             self.stamper.make(
                 "rules.changed",
@@ -234,7 +236,23 @@ class CallPipeline:
     def report(self, report: dict[str, Any]) -> dict[str, Any]:
         """A report or call detail with every PII span found so far masked."""
         self._collect_redactions()
+        if not self._redact_kinds and not self.redactor.spans:
+            return report  # no rule asks for redaction: nothing is touched
         return self.redactor.report(report)
+
+    def _configure_redaction(self, packs: list[RulePack]) -> None:
+        """Mask what the pii rules with ``redact`` look for (their types, their min_digits)."""
+        rules = [
+            r for p in packs for r in p.rules if isinstance(r, PiiRule) and r.enabled and r.redact
+        ]
+        kinds: list[str] = sorted({k for r in rules for k in r.types})
+        min_digits = min((r.min_digits for r in rules), default=8)
+        self.redactor.kinds = tuple(kinds)
+        self.redactor.min_digits = min_digits
+        self.redactor.scrub = bool(kinds)
+        if kinds != self._redact_kinds:
+            self._live_pii = PiiTracker(kinds, min_digits=min_digits) if kinds else None
+        self._redact_kinds = kinds
 
     @property
     def duration(self) -> float:
@@ -397,13 +415,21 @@ class CallPipeline:
             u.speaker, u.t, u.t_end, r.label, r.confidence, r.anger_index, u.text
         )
 
-    def _note_pii(self, speaker: str, words: list[tuple[str, float, float]]) -> None:
-        """PII inside one utterance is masked before its line goes out; numbers split over
-        two utterances are caught by the engine's pii rules (in time order)."""
+    def _note_pii(
+        self, speaker: str, words: list[tuple[str, float, float]], final: bool = True
+    ) -> None:
+        """Mask PII before a line goes out. A final is read together with the same speaker's
+        previous line (a card number read in two halves is masked from the second half on);
+        a partial on its own."""
         if not self._redact_kinds or not words:
             return
         seq = TokenSeq.from_words([w for w, _, _ in words])
-        for hit in detect(seq, self._redact_kinds):
+        if final and self._live_pii is not None:
+            times = [(t, t_end) for _, t, t_end in words]
+            found = self._live_pii.observe(-1, speaker, seq, times, words[0][1], words[-1][2])
+            self.redactor.add(span for f in found for span in f.parts)
+            return
+        for hit in detect(seq, self._redact_kinds, self.redactor.min_digits):
             idx = seq.words_of(hit.start, hit.end)
             if len(idx):
                 first, last = words[idx[0]], words[idx[-1]]
@@ -413,7 +439,8 @@ class CallPipeline:
 
     def mask_partial(self, ev: Event) -> Event:
         """A partial transcript (made outside the pipeline) masked like every other line."""
-        self._note_pii(ev["speaker"], [(w["w"], w["t"], w["t_end"]) for w in ev.get("words", [])])
+        words = [(w["w"], w["t"], w["t_end"]) for w in ev.get("words", [])]
+        self._note_pii(ev["speaker"], words, final=False)
         return self.redactor.event(ev) if self._redact_kinds or self.redactor.spans else ev
 
     def _emit_transcript(self, job: AsrJob, tr: Transcript) -> None:
@@ -429,12 +456,3 @@ class CallPipeline:
         )
         ev = self._out(ev)
         self.transcripts.append(ev)
-
-
-def _redacting_kinds(packs: list[RulePack]) -> list[str]:
-    kinds: set[str] = set()
-    for p in packs:
-        for r in p.rules:
-            if isinstance(r, PiiRule) and r.enabled and r.redact:
-                kinds.update(r.types)
-    return sorted(kinds)

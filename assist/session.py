@@ -355,20 +355,25 @@ class CallManager:
 
     def set_packs(self, packs: list[RulePack]) -> None:
         """New rules: calls started from now on use ``packs``, and every live call switches
-        to them now (the pipeline keeps the state of unchanged rules and publishes
-        ``rules.changed``). A call that is already ending keeps the rules it has.
-        Call on the event loop thread."""
+        to them (the pipeline keeps the state of unchanged rules, replays the call for new
+        ones, and publishes ``rules.changed``). One call per event-loop turn, so a reload
+        over many long calls never stalls audio and alerts. A call that is already ending
+        keeps the rules it has. Call on the event loop thread."""
         self.packs = packs
         for call in list(self.calls.values()):
-            if not call.active or call._closing:
-                continue
-            try:
-                call.pipe.reload_rules(packs)
-            except Exception:
-                log.exception(
-                    "call %s: reloading its rules failed; it keeps the old ones", call.call_id
-                )
-            call._flush()
+            if call.active and not call._closing:
+                call.loop.call_soon(self._reload_call, call, packs)
+
+    def _reload_call(self, call: LiveCall, packs: list[RulePack]) -> None:
+        if self.packs is not packs or not call.active or call._closing:
+            return  # superseded by a newer rule set, or the call is ending
+        try:
+            call.pipe.reload_rules(packs)
+        except Exception:
+            log.exception(
+                "call %s: reloading its rules failed; it keeps the old ones", call.call_id
+            )
+        call._flush()
 
     async def end(self, call: LiveCall, reason: str) -> None:
         await call.end(reason)

@@ -45,7 +45,6 @@ from qa_rules.schema import (
 )
 from qa_rules.text import TokenSeq, speech_units
 
-HOLD_WITHIN_S = 15.0  # an announcement this long before a silence makes it a hold
 HISTORY = 200  # utterances kept per speaker: far more than any rate window or overlap needs
 
 
@@ -137,7 +136,6 @@ class RuleEngine:
         self._utt_ids = itertools.count()
         self._redactions: list[RedactSpan] = []
         self._pii_seen: dict[int, list[PiiFinding]] = {}
-        self.muted = False  # replaying: alerts are worked out but not counted
 
     def _route(self) -> None:
         """Which states each input concerns, worked out once per rule set."""
@@ -215,13 +213,20 @@ class RuleEngine:
             elif isinstance(r, CompositeRule) and st.composite is not None:
                 end.extend(self._composite(st, r, t_end, final=True))
             if st.deferred and r.window.last_s is not None:
-                cutoff = t_end - r.window.last_s
-                keep = [a for a in st.deferred if a.t >= cutoff]
-                st.deferred = []
-                if not self.muted:
-                    st.alerts += len(keep)
-                end.extend(keep)
+                end.extend(self._last_window(st, t_end - r.window.last_s))
         return out + self._settle(end)
+
+    @staticmethod
+    def _last_window(st: _RuleState, cutoff: float) -> list[Alert]:
+        """The deferred alerts of a ``last_s`` rule that fall in the window, cooldown applied
+        among those only (one outside the window must not silence one inside)."""
+        keep: list[Alert] = []
+        for a in st.deferred:
+            if a.t >= cutoff and (not keep or a.t - keep[-1].t >= st.rule.cooldown_s):
+                keep.append(a)
+        st.deferred = []
+        st.alerts += len(keep)
+        return keep
 
     def scorecard(self) -> list[RuleOutcome]:
         lines = []
@@ -248,37 +253,38 @@ class RuleEngine:
     def reload(self, packs: list[RulePack]) -> dict[str, list[str]]:
         """Swap in a new rule set mid-call. Returns the rule ids added, changed and removed.
 
-        A rule whose definition is unchanged keeps its state (and its alerts count). A new or
-        changed rule replays the call so far silently, so it knows e.g. that the disclosure
-        was already read, and applies from now on: its past alerts are neither sent nor
-        counted.
+        A rule whose definition is unchanged keeps its state. A new or changed rule replays
+        the call so far in a shadow engine: it knows e.g. that the disclosure was already
+        read, its alerts from the past are not sent (they are history) but do count in the
+        scorecard, so the call scores as an audit of it with the new rules would, and PII
+        it finds in the past is masked from then on.
         """
         old = {st.rule.id: st for st in self._states}
         rules = [r for p in packs for r in p.rules if r.enabled]
         fresh = [r for r in rules if r.id not in old or old[r.id].rule != r]
+        fresh_ids = {r.id for r in fresh}
         learned: dict[str, _RuleState] = {}
         if fresh:
             shadow = RuleEngine([RulePack(pack="reload", rules=fresh)])
-            shadow.muted = True
             for clock, item in self._log:
                 if isinstance(item, Alert):
-                    shadow._settle([item], external=True)
+                    if item.rule_id not in fresh_ids:  # those the shadow makes itself
+                        shadow._settle([item], external=True)
                 else:
                     shadow.advance(clock)
                     shadow.feed(item)
             shadow.advance(self.clock)
-            for st in shadow._states:
-                st.alerts, st.last_alert_t, st.deferred = 0, None, []
-                learned[st.rule.id] = st
+            learned = {st.rule.id: st for st in shadow._states}
+            self._silence_signals |= shadow._silence_signals
+            self._redactions.extend(shadow.take_redactions())
         self.packs = list(packs)
         self._compiled = compiled_for(self.packs, rules)
         self._states = [learned.get(r.id) or old[r.id] for r in rules]
         self._route()
-        new_ids = {r.id for r in rules}
         return {
             "added": [r.id for r in fresh if r.id not in old],
             "changed": [r.id for r in fresh if r.id in old],
-            "removed": [rid for rid in old if rid not in new_ids],
+            "removed": [rid for rid in old if rid not in {r.id for r in rules}],
         }
 
     # -- utterances ----------------------------------------------------------------------
@@ -469,7 +475,8 @@ class RuleEngine:
             return []
         st.extra["fired_for"] = since
         held = self._hold_announced
-        if not r.during_hold and held is not None and since - HOLD_WITHIN_S <= held <= since + 1:
+        within = self._compiled.hold_within_s
+        if not r.during_hold and held is not None and since - within <= held <= since + 1:
             return []  # an announced hold: the hold kind judges it
         return self._emit(
             st,
@@ -665,7 +672,7 @@ class RuleEngine:
             self._pii_seen[id(st.pii)] = found
         out: list[Alert] = []
         for f in found:
-            if r.redact and not self.muted:
+            if r.redact:
                 self._redactions.extend(f.parts)
             out.extend(
                 self._emit(
@@ -724,7 +731,7 @@ class RuleEngine:
             if not cleared:
                 return []
             x["active"] = False
-            if not r.notify_clear or self.muted:
+            if not r.notify_clear:
                 return []
             return [
                 Alert(
@@ -813,7 +820,8 @@ class RuleEngine:
         r = st.rule
         if windowed and r.window.first_s is not None and t > r.window.first_s:
             return []
-        if windowed and not st.cooled(t):
+        deferred = windowed and r.window.last_s is not None and not isinstance(r, PhraseRule)
+        if windowed and not deferred and not st.cooled(t):
             return []
         alert = Alert(
             rule_id=r.id,
@@ -825,11 +833,9 @@ class RuleEngine:
             speaker=speaker,
             evidence=evidence,
         )
-        st.last_alert_t = t
-        if windowed and r.window.last_s is not None and not isinstance(r, PhraseRule):
+        if deferred:  # known to be in the window (and cooled) only when the call ends
             st.deferred.append(alert)
             return []
-        if self.muted:
-            return [alert]  # composites in the replay still need to see it
+        st.last_alert_t = t
         st.alerts += 1
         return [alert]

@@ -26,6 +26,7 @@ from qa_rules.schema import (
 from qa_rules.text import STOPWORDS, Match, PhraseIndex, TokenSeq, negated, phrase_tokens
 
 HOLD_FUZZY = 0.85
+HOLD_WITHIN_S = 15.0  # an announcement this long before a silence makes it a hold
 
 # "mm-hmm" while the other side talks is listening, not interrupting.
 BACKCHANNEL = frozenset(
@@ -72,8 +73,15 @@ class CompiledRules:
     """The phrase index and regexes of one rule set."""
 
     def __init__(self, rules: Sequence[AnyRule]) -> None:
-        # hold announcements are always looked for: dead air rules skip announced holds
-        pairs: set[tuple[str, float]] = {(p, HOLD_FUZZY) for p in DEFAULT_HOLD_PHRASES}
+        # Hold announcements are always looked for (dead air rules skip announced holds):
+        # the hold rules' own phrases and window, else the defaults.
+        holds = [r for r in rules if isinstance(r, HoldRule)]
+        self.hold_phrases = sorted(
+            {(p, r.fuzzy) for r in holds for p in r.phrases}
+            or {(p, HOLD_FUZZY) for p in DEFAULT_HOLD_PHRASES}
+        )
+        self.hold_within_s = max((r.announce_within_s for r in holds), default=HOLD_WITHIN_S)
+        pairs: set[tuple[str, float]] = set(self.hold_phrases)
         self.regexes: dict[str, re.Pattern[str]] = {}
         for r in rules:
             if isinstance(r, PhraseRule):
@@ -159,7 +167,7 @@ class UtteranceMatches:
         return self._regex_hits[pattern]
 
     def announces_hold(self) -> bool:
-        return self.any_phrase(DEFAULT_HOLD_PHRASES, HOLD_FUZZY) is not None
+        return any(self.phrase(p, f) for p, f in self._compiled.hold_phrases)
 
     def any_phrase(self, phrases: Iterable[str], fuzzy: float) -> Match | None:
         found = [m for p in phrases for m in self.phrase(p, fuzzy)]
@@ -206,7 +214,9 @@ class UtteranceMatches:
             starts = [o.match.start for o in combo]
             if rule.match == "in_order" and any(a >= b for a, b in itertools.pairwise(starts)):
                 continue
-            if max(starts) - min(starts) > limit:
+            # words between the first item to end and the last to start ("refund and
+            # cancel": 1), whichever order they came in
+            if max(starts) - min(o.match.end for o in combo) > limit:
                 continue
             if best is None or max(starts) < max(o.match.start for o in best):
                 best = list(combo)

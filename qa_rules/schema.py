@@ -313,14 +313,13 @@ class TalkRatioRule(RuleBase):
         return self
 
 
+# Explicit hold language only: "let me check" followed by silence is dead air, not a hold.
 DEFAULT_HOLD_PHRASES = [
     "put you on hold",
     "place you on hold",
     "put you on a brief hold",
-    "bear with me",
-    "one moment please",
-    "give me a moment",
-    "let me check",
+    "put you on a short hold",
+    "place you on a brief hold",
     "请稍等",
     "请稍候",
     "稍等一下",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
@@ -428,3 +429,66 @@ def test_masks_never_hold_the_value() -> None:
     ]  # fmt: skip
     masks = [h.masked for h in hits]
     assert masks == ["•••• 1111", "•••-••-6789", "••••••••••••••002X", "••/••/19••", "••••••••••12"]
+
+
+# -- the pipeline: what leaves it -----------------------------------------------------------
+def _pipeline_lines(
+    pack_yaml: str | None, lines: list[tuple[str, float, str]]
+) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
+    """Deliver transcripts to a real CallPipeline (no audio needed); the events that left it
+    live, and the report at the end."""
+    import numpy as np
+
+    from assist.audit import build_report
+    from assist.pipeline import AsrJob, CallPipeline
+    from audio.vad import Segment
+    from models.asr import Transcript, Word
+    from qa_rules.engine import RuleEngine
+    from qa_rules.loader import load_packs, parse_pack
+
+    packs = [parse_pack(pack_yaml, "p.yaml")] if pack_yaml else load_packs()
+    pipe = CallPipeline("c1", ["agent", "customer"], RuleEngine(packs))
+    pipe.push(0, np.zeros(16000 * 60, dtype=np.float32))
+    pipe.push(1, np.zeros(16000 * 60, dtype=np.float32))
+    for i, (speaker, t, text) in enumerate(lines):
+        words = tuple(
+            Word(w, t + k * 0.4, t + k * 0.4 + 0.35, 0.9) for k, w in enumerate(text.split())
+        )
+        job = AsrJob(
+            i + 1,
+            0 if speaker == "agent" else 1,
+            speaker,
+            Segment(t, words[-1].t_end),
+            np.zeros(1, dtype=np.float32),
+        )
+        pipe.deliver(job, Transcript(text, words, t, words[-1].t_end, "en"))
+    pipe.finish_audio()
+    live = pipe.drain()
+    pipe.close()
+    events = live + pipe.drain()
+    return live, build_report(pipe, events)
+
+
+def test_split_card_masked_live_from_the_second_half_and_fully_stored() -> None:
+    live, report = _pipeline_lines(
+        None,
+        [("customer", 5.0, "my card is 4111 1111"), ("customer", 9.0, "1111 1111 thanks")],
+    )
+    finals = [e["text"] for e in live if e["type"] == "transcript.final"]
+    assert finals[1] == "[card_number] thanks"
+    stored = json.dumps(report, ensure_ascii=False)
+    assert not re.search(r"1111\D{0,3}1111", stored) and "4111" not in stored
+    assert [a["rule_id"] for a in report["alerts"]].count("sensitive_numbers") == 1
+
+
+def test_only_what_the_rules_ask_for_is_masked() -> None:
+    said = [("customer", 5.0, "call me on 0207 946 0018 my order is 55512345 born March 12 1985")]
+    _, report = _pipeline_lines(None, said)  # the default pack: cards and national ids only
+    assert report["transcript"][0]["text"] == said[0][2]
+    no_rule = "pack: p\nrules:\n  - {id: d, kind: silence, min_s: 10}\n"
+    _, report = _pipeline_lines(no_rule, said)
+    assert report["transcript"][0]["text"] == said[0][2]
+    dob = "pack: p\nrules:\n  - {id: d, kind: pii, types: [date_of_birth]}\n"
+    _, report = _pipeline_lines(dob, said)
+    text = report["transcript"][0]["text"]
+    assert "1985" not in text and "0207 946 0018" in text and "55512345" in text

@@ -96,13 +96,16 @@ def test_distance_between_phrases() -> None:
     cooldown_s: 0
 """
     near = utt("customer", 5, "if you cannot refund me today then please cancel everything")
+    reversed_order = utt("customer", 40, "cancel it and refund me")
     far = utt(
         "customer",
         20,
         "I asked for a refund last month and since then nobody has called me back about "
         "it so maybe I should cancel",
     )
-    alerts = run(engine(rules), [near, far], 60)
+    alerts = run(engine(rules), [near, far, reversed_order], 60)
+    assert [a.t for a in alerts][1:] == [41.2]  # the gap counts, in either order ("refund" at 41.2)
+    alerts = alerts[:1]
     assert len(alerts) == 1
     a = alerts[0]
     assert a.t == pytest.approx(near.words[8].t, abs=0.01)  # when "cancel" completed it
@@ -539,7 +542,36 @@ rules:
     for u in late:
         fired += eng.advance(u.t) + eng.feed(u)
     fired += eng.finish(30)
-    # the changed disclosure learned it was already read; the new rule fires only from now on
+    # the changed disclosure learned it was already read; the new rule alerts only from now
+    # on, but its breach at 10 s counts in the scorecard, as an audit with it would
     assert [(a.rule_id, a.t) for a in fired] == [("rude", 5.0), ("promise", 20.4)]
     card = {o.rule_id: (o.status, o.alerts) for o in eng.scorecard()}
-    assert card == {"disclosure": ("passed", 0), "rude": ("failed", 1), "promise": ("failed", 1)}
+    assert card == {"disclosure": ("passed", 0), "rude": ("failed", 1), "promise": ("failed", 2)}
+
+
+def test_reload_after_a_window_closed_keeps_the_failure() -> None:
+    rule = """pack: t
+rules:
+  - id: disclosure
+    kind: phrase
+    mode: required
+    window: {first_s: 30}
+    phrases: [this call may be recorded]
+"""
+    eng = RuleEngine([parse_pack(rule, "t.yaml")])
+    assert ids(eng.advance(5) + eng.feed(utt("agent", 5, "hello there")) + eng.advance(45)) == [
+        "disclosure"
+    ]
+    change = eng.reload(
+        [
+            parse_pack(
+                rule.replace("pack: t", "pack: t\ndescription: x").replace(
+                    "    kind: phrase", "    message: Read it\n    kind: phrase"
+                ),
+                "t.yaml",
+            )
+        ]
+    )
+    assert change["changed"] == ["disclosure"]
+    assert eng.finish(60) == []  # decided already: no second alert
+    assert [(o.status, o.alerts) for o in eng.scorecard()] == [("failed", 1)]
