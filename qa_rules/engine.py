@@ -85,6 +85,7 @@ class _Spoken:
     unit: str  # "wpm" (words) or "cpm" (Chinese characters)
     start: float  # first word to last word (VAD padding excluded)
     end: float
+    backchannel: bool  # "mm-hmm", "yeah": listening, not interrupting
 
 
 def _new_states(rules: list[AnyRule]) -> list[_RuleState]:
@@ -300,6 +301,7 @@ class RuleEngine:
             "cpm" if han > latin else "wpm",
             u.words[0].t if u.words else u.t,
             u.words[-1].t_end if u.words else u.t_end,
+            is_backchannel(seq),
         )
         hist = self._speech.setdefault(u.speaker, deque(maxlen=HISTORY))
         hist.append(spoken)
@@ -316,7 +318,7 @@ class RuleEngine:
                 if r.speaker == u.speaker:
                     out.extend(self._speech_rate(st, r, spoken))
             elif isinstance(r, TalkOverRule):
-                out.extend(self._talk_over(st, r, spoken, seq))
+                out.extend(self._talk_over(st, r, spoken))
             elif isinstance(r, TalkRatioRule):
                 out.extend(self._talk_ratio(st, r, u.t_end, final=False))
             elif isinstance(r, HoldRule):
@@ -584,9 +586,7 @@ class RuleEngine:
             default,
         )
 
-    def _talk_over(
-        self, st: _RuleState, r: TalkOverRule, now: _Spoken, seq: TokenSeq
-    ) -> list[Alert]:
+    def _talk_over(self, st: _RuleState, r: TalkOverRule, now: _Spoken) -> list[Alert]:
         """Each overlapping pair is seen once: when the later-ending utterance arrives."""
         out: list[Alert] = []
         for speaker, hist in self._speech.items():
@@ -601,8 +601,7 @@ class RuleEngine:
                 late, early = (now, other) if now.start >= other.start else (other, now)
                 if r.speaker not in ("any", late.u.speaker):
                     continue
-                late_seq = seq if late is now else TokenSeq.from_text(late.u.text)
-                if r.ignore_backchannel and is_backchannel(late_seq):
+                if r.ignore_backchannel and late.backchannel:
                     continue
                 count = st.extra["count"] = st.extra.get("count", 0) + 1
                 if count <= r.allowed:

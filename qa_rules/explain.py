@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from qa_rules.cases import evaluate, run_inputs
+from qa_rules.cases import run_inputs
 from qa_rules.engine import RuleEngine
 from qa_rules.events import (
     EmotionObserved,
@@ -105,21 +105,23 @@ def explain(rule_id: str, packs: list[RulePack], report: dict[str, Any]) -> Expl
         raise KeyError(rule_id)
     inputs, duration = inputs_from_report(report)
     needed = _with_dependencies(rule, rules)
-    replay = evaluate([RulePack(pack="explain", rules=needed)], inputs, duration)
-    replay_alerts = [a.to_dict() for a in replay.alerts if a.rule_id == rule_id]
+    engine = RuleEngine([RulePack(pack="explain", rules=needed)])
+    replay_alerts = [
+        a.to_dict() for a in run_inputs(engine, inputs, duration) if a.rule_id == rule_id
+    ]
     stored = [
         {"t": a["t"], "message": a["message"], "evidence": a.get("evidence", {})}
         for a in report.get("alerts", [])
         if a.get("rule_id") == rule_id
     ]
-    status = next((o.status for o in replay.scorecard if o.rule_id == rule_id), "passed")
+    status = next((o.status for o in engine.scorecard() if o.rule_id == rule_id), "passed")
     fired = len(stored) if stored else len(replay_alerts)
     verdict = (f"FIRED {fired} time(s)" if fired else f"did not fire (scorecard: {status})") + (
         "" if rule.enabled else " — the rule is disabled"
     )
     utterances = [x for x in inputs if isinstance(x, Utterance)]
     findings = (
-        _composite(rule, needed, inputs, duration)
+        _composite(rule, engine)
         if isinstance(rule, CompositeRule)
         else _findings(rule, inputs, utterances, duration)
     )
@@ -315,15 +317,12 @@ def _shares(rule: TalkRatioRule, utts: list[Utterance]) -> list[str]:
     ]
 
 
-def _composite(
-    rule: CompositeRule, needed: list[AnyRule], inputs: list[EngineInput], duration: float
-) -> list[str]:
+def _composite(rule: CompositeRule, engine: RuleEngine) -> list[str]:
+    """When each signal happened, read from the engine that re-ran the call."""
     out = [
         f"Condition: {rule.when.describe()}"
         + (f", within {rule.within_s:g} s after {rule.after.describe()}" if rule.after else "")
     ]
-    engine = RuleEngine([RulePack(pack="explain", rules=needed)])
-    run_inputs(engine, inputs, duration)
     tracker = engine.tracker(rule.id)
     if tracker is not None:
         for c in tracker.leaves:
