@@ -18,6 +18,7 @@ import numpy as np
 from assist.diarization import DiarizeOptions, separate_speakers
 from assist.events import Event
 from assist.pipeline import AsrJob, CallPipeline
+from assist.suggest import AssistLibrary
 from audio import SAMPLE_RATE
 from audio.reader import AgentChannel, CallAudio, read_call
 from audio.vad import VadConfig
@@ -59,6 +60,7 @@ def run_pipeline(
     progress: Progress | None = None,
     emotion: EmotionAnalyzer | None = None,
     diarization: dict[str, Any] | None = None,
+    assist: AssistLibrary | None = None,
 ) -> CallPipeline:
     """Run one recording; ``emotion`` adds emotion events and makes emotion rules live.
 
@@ -66,6 +68,7 @@ def run_pipeline(
     call.started event and so in the report.
     """
     opts = options or AuditOptions()
+    assistant = assist.assistant(asr.config.language) if assist else None
     pipe = CallPipeline(
         call_id,
         [c.role for c in audio.channels],
@@ -73,6 +76,7 @@ def run_pipeline(
         opts.vad,
         emotion=EmotionTracker() if emotion else None,
         analyzer=emotion,
+        assistant=assistant,
     )
     pipe.start(
         sources=list(audio.sources),
@@ -82,6 +86,9 @@ def run_pipeline(
         mode="audit",
         emotion=emotion.backend if emotion else None,
         rule_packs=[f"{p.pack}@{p.version}" for p in packs],
+        playbook=f"{assistant.playbook.playbook}@{assistant.playbook.version}"
+        if assistant
+        else None,
         diarization=diarization,
     )
     block = int(opts.block_s * SAMPLE_RATE)
@@ -140,6 +147,10 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
             for a in pipe.alerts
         ],
         "scorecard": {"score": card.get("score"), "rules": card.get("rules", [])},
+        "suggestions": [
+            {k: s.get(k) for k in SUGGESTION_FIELDS if s.get(k) not in (None, [], "")}
+            for s in pipe.suggestions
+        ],
         "emotion": emotion_summary(pipe.emotions),
         "stats": {
             "talk_s": {k: round(v, 2) for k, v in talk.items()},
@@ -150,6 +161,22 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
         "events": events,
     }
     return pipe.report(report)
+
+
+# what a report keeps of each suggestion (the full card is in the events)
+SUGGESTION_FIELDS = (
+    "suggestion_id",
+    "t",
+    "source",
+    "intent",
+    "rule_id",
+    "title",
+    "score",
+    "reason",
+    "trigger",
+    "blocked_by",
+    "replaces",
+)
 
 
 def emotion_summary(emotions: list[Event]) -> dict[str, Any]:
@@ -180,10 +207,13 @@ def audit_file(
     options: AuditOptions | None = None,
     progress: Progress | None = None,
     emotion: EmotionAnalyzer | None = None,
+    assist: AssistLibrary | None = None,
 ) -> dict[str, Any]:
     opts = options or AuditOptions()
     audio = read_call(path, customer_path, opts.agent_channel)
     audio, diarization = separate_speakers(audio, opts.diarize, asr, opts.voiceprints)
     paths = [path] + ([customer_path] if customer_path else [])
-    pipe = run_pipeline(audio, call_id_for(paths), packs, asr, opts, progress, emotion, diarization)
+    pipe = run_pipeline(
+        audio, call_id_for(paths), packs, asr, opts, progress, emotion, diarization, assist
+    )
     return build_report(pipe, pipe.drain())

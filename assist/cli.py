@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assist.cli_assist import add_assist_commands
+
 if TYPE_CHECKING:
     from models.emotion import EmotionAnalyzer
     from qa_rules.schema import RulePack
@@ -158,6 +160,28 @@ def _add_emotion_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_assist_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-assist", action="store_true", help="no playbook suggestions (rule prompts stay)"
+    )
+    p.add_argument(
+        "--playbook",
+        metavar="PATH",
+        help="agent-assist playbook file or folder (default: the built-in contact-center one)",
+    )
+
+
+def _assist_library(args: argparse.Namespace) -> Any:
+    """The playbooks and the sentence model, or None with --no-assist. Raises RuleError."""
+    if args.no_assist:
+        return None
+    from assist.playbook import BUILTIN_PLAYBOOKS, load_playbooks
+    from assist.suggest import AssistLibrary
+    from models.embed import shared_embedder
+
+    return AssistLibrary(load_playbooks(args.playbook or BUILTIN_PLAYBOOKS), shared_embedder())
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -212,6 +236,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     except ModelNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        assist = _assist_library(args)
+    except RuleError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return 2
 
     # Read headers first so the progress bar knows the total audio time.
     total = 0.0
@@ -246,6 +276,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                     opts,
                     progress=lambda s: bar.update(round(s, 1)),
                     emotion=emotion,
+                    assist=assist,
                 )
             except AudioError as exc:
                 failures += 1
@@ -378,6 +409,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         emotion=not args.no_emotion,
         emotion_model=args.emotion_model,
         diarize=not args.no_diarize,
+        assist=not args.no_assist,
+        playbooks=args.playbook,
+        auth=not args.no_auth,
+    )
+    if not args.no_assist:
+        from assist.playbook import BUILTIN_PLAYBOOKS, load_playbooks
+        from qa_rules.loader import RuleError
+
+        try:
+            load_playbooks(args.playbook or BUILTIN_PLAYBOOKS)  # refuse a broken one up front
+        except RuleError as exc:
+            for problem in exc.issues:
+                print(f"error: {problem}", file=sys.stderr)
+            return 2
+    where = f"http://{args.host}:{args.port}/agent"
+    print(
+        f"agent panel: {where}"
+        + (
+            " (agents sign in with a token: callwatch tokens create --agent AGENT_ID)"
+            if not args.no_auth
+            else " (no sign-in: --no-auth)"
+        ),
+        file=sys.stderr,
     )
     serve(cfg, host=args.host, port=args.port)
     return 0
@@ -531,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rules", metavar="DIR", help="rule pack folder or file (default: the built-in packs)"
     )
     _add_emotion_flags(a)
+    _add_assist_flags(a)
     a.add_argument(
         "--diarize",
         choices=["embedding", "pyannote", "none"],
@@ -607,6 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhooks", metavar="FILE", help="YAML list of webhook targets (see docs/webhooks.md)"
     )
     _add_emotion_flags(s)
+    _add_assist_flags(s)
+    s.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="agent panel and agent event stream without tokens (a trusted network only)",
+    )
     s.add_argument(
         "--no-diarize",
         action="store_true",
@@ -678,6 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("agent_id", metavar="AGENT_ID")
     ar.add_argument("--db", metavar="URL")
     ar.set_defaults(func=_cmd_agents_remove)
+
+    add_assist_commands(sub)
 
     r = sub.add_parser("rules", help="work with QA rule packs")
     rsub = r.add_subparsers(dest="rules_command", required=True)

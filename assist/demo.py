@@ -65,6 +65,16 @@ def running_server(state: App, port: int | None = None) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+def agent_panel_tokens(state: App) -> dict[str, str]:
+    """A fresh agent token per demo agent, so the printed panel links sign straight in."""
+    if state.store is None or not state.config.auth:
+        return {agent: "" for agent in sorted({a for _, _, a in PLAN})}
+    return {
+        agent: state.store.create_token("agent", agent, "callwatch demo")
+        for agent in sorted({a for _, _, a in PLAN})
+    }
+
+
 def run_demo(
     speed: float = 1.0, model: str = "tiny.en", partials: bool = False, port: int | None = None
 ) -> int:
@@ -76,6 +86,7 @@ def run_demo(
         return 1
     print(f"loading {model} and starting the server ...", file=sys.stderr)
     state = App(ServerConfig(model=model))
+    panels = agent_panel_tokens(state)
 
     def on_event(ev: dict[str, Any], lat: float) -> None:
         if ev["type"] == "transcript.partial" and not partials:
@@ -100,11 +111,18 @@ def run_demo(
 
     try:
         with running_server(state, port) as url:
+            http = url.replace("ws://", "http://")
             print(
-                f"server on {url.replace('ws://', 'http://')} - replaying {len(PLAN)} demo calls "
-                f"at {speed:g}x (twilio, audiohook, raw)\n",
+                f"server on {http} - replaying {len(PLAN)} demo calls "
+                f"at {speed:g}x (twilio, audiohook, raw)",
                 file=sys.stderr,
             )
+            for agent, token in panels.items():
+                print(
+                    f"  agent panel for {agent}: {http}/agent?agent={agent}&token={token}",
+                    file=sys.stderr,
+                )
+            print(file=sys.stderr)
             results = asyncio.run(all_calls(url))
             print("\nsummary", file=sys.stderr)
             for (name, proto, _), res in zip(PLAN, results, strict=True):
@@ -120,5 +138,10 @@ def run_demo(
                     file=sys.stderr,
                 )
     finally:
+        if state.store is not None:
+            for token in panels.values():  # the links die with the demo
+                info = state.store.check_token(token) if token else None
+                if info is not None:
+                    state.store.revoke_token(info["id"])
         state.close()
     return 0

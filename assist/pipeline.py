@@ -21,6 +21,7 @@ import numpy as np
 
 from assist.events import Event, EventStamper
 from assist.redact import Redactor
+from assist.suggest import Assistant, rule_prompt
 from audio import SAMPLE_RATE
 from audio.codecs import Float32Array
 from audio.vad import FRAME_MS, Segment, VadConfig, VadSegmenter
@@ -121,8 +122,10 @@ class CallPipeline:
         silence_report_s: float = 2.0,
         emotion: EmotionTracker | None = None,
         analyzer: EmotionAnalyzer | None = None,
+        assistant: Assistant | None = None,
     ) -> None:
         self.call_id = call_id
+        self.assistant = assistant  # playbook suggestions (None: rule prompts only)
         self.emotion = emotion
         self.analyzer = analyzer
         self.vad_config = vad_config or VadConfig()
@@ -145,6 +148,9 @@ class CallPipeline:
         self.alerts: list[Event] = []
         self.silences: list[Event] = []
         self.emotions: list[Event] = []
+        self.suggestions: list[Event] = []
+        self._prompts: dict[str, list[str]] = {}
+        self._suggestion_ids = 0
         self._ended = False
         # PII said on the call is masked in every event that leaves, and again in the
         # report once numbers split over two utterances are known.
@@ -152,6 +158,7 @@ class CallPipeline:
         self._redact_kinds: list[str] = []
         self._live_pii: PiiTracker | None = None
         self._configure_redaction(engine.packs)
+        self._configure_prompts(engine.packs)
 
     # -- audio in ------------------------------------------------------------------------
     def push(self, channel: int, samples: Float32Array) -> list[AsrJob]:
@@ -183,9 +190,10 @@ class CallPipeline:
         transcript: Transcript,
         voice: VoiceMeasure | None = None,
         speaker: str | None = None,
+        vector: Float32Array | None = None,
     ) -> None:
-        """A transcript came back, with (if measured where the audio was) its voice and, on a
-        diarized mono stream, who spoke it."""
+        """A transcript came back, with (if measured where the audio was) its voice, on a
+        diarized mono stream who spoke it, and its sentence vector for suggestions."""
         self._pending_jobs.pop(job.job_id, None)
         if speaker is not None:
             job = AsrJob(job.job_id, job.channel, speaker, job.segment, job.audio)
@@ -203,6 +211,9 @@ class CallPipeline:
             )
             self._queue(job.segment.t_end, job.segment.t, utt, voice)
             self._emit_transcript(job, transcript)
+            self._suggest(
+                job.speaker, transcript.t, transcript.t_end, transcript.text, True, vector
+            )
         self._release()
 
     def close(self, reason: str = "completed") -> None:
@@ -223,6 +234,7 @@ class CallPipeline:
         """Swap the call's rules (hot reload); the change is an event on the call."""
         change = self.engine.reload(packs)
         self._configure_redaction(packs)
+        self._configure_prompts(packs)
         self._out(
             self.stamper.make(
                 "rules.changed",
@@ -239,6 +251,52 @@ class CallPipeline:
         if not self._redact_kinds and not self.redactor.spans:
             return report  # no rule asks for redaction: nothing is touched
         return self.redactor.report(report)
+
+    def partial(self, speaker: str, tr: Transcript, vector: Float32Array | None = None) -> None:
+        """A partial transcript of the line still being spoken (live only): out masked, and
+        matched for suggestions so one can appear before the customer finishes."""
+        ev = self.stamper.make(
+            "transcript.partial",
+            tr.t,
+            t_end=round(tr.t_end, 3),
+            speaker=speaker,
+            text=tr.text,
+            words=[w.to_dict() for w in tr.words],
+        )
+        self._outbox.append(self.mask_partial(ev))
+        self._suggest(speaker, tr.t, tr.t_end, tr.text, False, vector)
+
+    def wants_vector(self, speaker: str) -> bool:
+        """Whether a line of this speaker is matched for suggestions (so worth embedding)."""
+        return self.assistant is not None and self.assistant.wants(speaker)
+
+    def dismiss(self, suggestion_id: str) -> None:
+        if self.assistant is not None:
+            self.assistant.dismiss(suggestion_id)
+
+    def _suggest(
+        self,
+        speaker: str,
+        t: float,
+        t_end: float,
+        text: str,
+        final: bool,
+        vector: Float32Array | None,
+    ) -> None:
+        if self.assistant is None:
+            return
+        try:
+            found = self.assistant.on_transcript(speaker, t, t_end, text, final, vector)
+        except Exception:
+            # a suggestion is a help, never a reason to lose the transcript or the rules
+            log.exception("call %s: suggestion matching failed at %.2f s", self.call_id, t)
+            return
+        for s in found:
+            self._emit_suggestion(t_end, s)
+
+    def _emit_suggestion(self, t: float, fields: dict[str, Any]) -> None:
+        ev = self._out(self.stamper.make("suggestion", t, **fields))
+        self.suggestions.append(ev)
 
     def _configure_redaction(self, packs: list[RulePack]) -> None:
         """Mask what the pii rules with ``redact`` look for (their types, their min_digits)."""
@@ -382,6 +440,14 @@ class CallPipeline:
             t = d.pop("t")
             ev = self._out(self.stamper.make("alert", t, **d))
             self.alerts.append(ev)
+            prompt = self._prompts.get(a.rule_id)
+            if prompt and "agent" in ev.get("audience", []):
+                # a rule's prompt reaches the agent as a suggestion card, beside the alert
+                self._suggestion_ids += 1
+                self._emit_suggestion(t, rule_prompt(ev, prompt, f"r{self._suggestion_ids}"))
+
+    def _configure_prompts(self, packs: list[RulePack]) -> None:
+        self._prompts = {r.id: list(r.prompt) for p in packs for r in p.rules if r.prompt}
 
     def _collect_redactions(self) -> None:
         spans = self.engine.take_redactions()

@@ -5,11 +5,18 @@ Ingest (one WebSocket per call):
     /v1/ingest/audiohook   Genesys Cloud AudioHook
     /v1/ingest/raw         raw PCM with a JSON start message
 Consume:
-    WS  /v1/agents/{agent_id}/events   everything about that agent's calls
+    GET /agent                         the agent panel (assist/web/)
+    WS  /v1/agents/{agent_id}/events   everything about that agent's calls (token: see below)
+    GET /v1/agents/{agent_id}/session  check an agent's token; the agent's active calls
     WS  /v1/calls/{call_id}/events     one call (supervisor drill-down)
     GET /v1/calls                      active and recent calls
     GET /v1/calls/{call_id}            transcript, alerts, scorecard
     GET /healthz, GET /metrics
+Agent assist:
+    GET /v1/playbooks, POST /v1/calls/{id}/suggestions/{sid}/feedback, GET /v1/suggestions/feedback
+With ``auth`` on, the agent routes need a token (``callwatch tokens create --agent ID``):
+``Authorization: Bearer T``, or on the WebSocket a first frame ``{"type":"auth","token":T}``
+(browsers cannot set headers there). An agent token opens only that agent's panel.
 QA rules (versioned, hot-reloaded into live calls; see docs/rules.md):
     GET /v1/rules, GET|PUT|DELETE /v1/rules/{pack}, POST /v1/rules/validate,
     GET /v1/rules/{pack}/versions[/{n}], POST /v1/rules/{pack}/versions/{n}/restore,
@@ -30,9 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+from models.embed import shared_embedder
 from starlette.websockets import WebSocketState
 
 from assist.bus import EventBus
+from assist.panel import add_panel_routes
+from assist.playbook import BUILTIN_PLAYBOOKS, load_playbooks
 from assist.rules_registry import (
     ConflictError,
     NotFoundError,
@@ -41,7 +51,8 @@ from assist.rules_registry import (
     VersionInfo,
 )
 from assist.session import CallManager, LiveCall, LiveConfig
-from assist.store import Store, StoreError
+from assist.store import VERDICTS, Store, StoreError
+from assist.suggest import AssistLibrary
 from assist.webhooks import WebhookDispatcher, WebhookTarget
 from audio.protocols.audiohook import AudioHookAdapter
 from audio.protocols.base import Feed, ProtocolError
@@ -77,6 +88,9 @@ class ServerConfig:
     emotion: bool = True  # emotion events and emotion rules
     emotion_model: str | None = None  # a local speech-emotion checkpoint (else prosody)
     diarize: bool = True  # find speakers on mono "mixed" streams (raw protocol)
+    assist: bool = True  # playbook suggestions for agents
+    playbooks: str | None = None  # playbook file or folder (None: the built-in one)
+    auth: bool = True  # agent routes need a token (see the module docstring)
 
 
 ADAPTERS: dict[str, Callable[[], Any]] = {
@@ -109,6 +123,11 @@ class App:
         )
         self.bus = EventBus()
         self.emotion = EmotionAnalyzer(config.emotion_model) if config.emotion else None
+        self.assist: AssistLibrary | None = None
+        if config.assist:
+            books = load_playbooks(config.playbooks or BUILTIN_PLAYBOOKS)
+            self.assist = AssistLibrary(books, shared_embedder())
+            self.assist.warm()  # embed the playbook examples now, not on the first call
         self.calls = CallManager(
             self.rules.packs,
             self.scheduler,
@@ -118,6 +137,7 @@ class App:
             self.asr.model_id,
             emotion=self.emotion,
             diarize=config.diarize,
+            assist=self.assist,
         )
         if config.diarize:
             shared_encoder()  # load the 17 MB speaker encoder now, not on the first mono call
@@ -192,6 +212,15 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
     async def agent_events(ws: WebSocket, agent_id: str) -> None:
         await stream_events(cw_of(ws), ws, agent_id=agent_id)
 
+    @app.get("/v1/agents/{agent_id}/session")
+    async def agent_session(request: Request, agent_id: str) -> dict[str, Any]:
+        cw: App = app.state.cw
+        await _require_agent(cw, _bearer(request), agent_id)
+        calls = [
+            c.summary() for c in cw.calls.calls.values() if c.active and c.info.agent_id == agent_id
+        ]
+        return {"agent_id": agent_id, "auth": cw.config.auth, "calls": calls}
+
     @app.websocket("/v1/calls/{call_id}/events")
     async def call_events(ws: WebSocket, call_id: str) -> None:
         await stream_events(cw_of(ws), ws, call_id=call_id)
@@ -218,6 +247,8 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
         raise HTTPException(status_code=404, detail=f"no call {call_id!r}")
 
     add_rules_routes(app)
+    add_assist_routes(app)
+    add_panel_routes(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -471,6 +502,121 @@ def add_rules_routes(app: FastAPI) -> None:
         return _version_reply(info, changed)
 
 
+class AuthError(Exception):
+    """A missing, unknown or wrong token (HTTP 401/403, WebSocket close 4401)."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _bearer(request: Request | WebSocket) -> str:
+    value = request.headers.get("authorization", "")
+    return value[7:].strip() if value.lower().startswith("bearer ") else ""
+
+
+async def _check_agent(cw: App, token: str, agent_id: str | None) -> None:
+    """Raise AuthError unless ``token`` may act for ``agent_id`` (None: any agent).
+    An agent token is good for its own agent only; supervisor and admin tokens for all."""
+    if not cw.config.auth:
+        return
+    if not token:
+        raise AuthError("a token is needed: sign in with your agent id and token")
+    if cw.store is None:
+        raise AuthError("tokens need the store, and this server runs without one", 503)
+    info = await asyncio.to_thread(cw.store.check_token, token)
+    if info is None:
+        raise AuthError("unknown or revoked token")
+    if info["role"] == "agent" and agent_id is not None and info["agent_id"] != agent_id:
+        raise AuthError(f"this token belongs to agent {info['agent_id']!r}", 403)
+    if info["role"] not in ("agent", "supervisor", "admin"):
+        raise AuthError(f"a {info['role']} token cannot open an agent's calls", 403)
+
+
+async def _require_agent(cw: App, token: str, agent_id: str | None) -> None:
+    try:
+        await _check_agent(cw, token, agent_id)
+    except AuthError as exc:
+        raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
+
+
+def _find_suggestion(cw: App, call_id: str, sid: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The suggestion event and the call's agent, from the live call or the store."""
+    call = cw.calls.calls.get(call_id)
+    if call is not None:
+        ev = next((e for e in call.pipe.suggestions if e["suggestion_id"] == sid), None)
+        return ev, call.info.agent_id
+    if cw.store is None:
+        return None, None
+    evs = cw.store.events_for(call_id)
+    started = next((e for e in evs if e["type"] == "call.started"), {})
+    ev = next((e for e in evs if e["type"] == "suggestion" and e.get("suggestion_id") == sid), None)
+    return ev, started.get("agent_id")
+
+
+def add_assist_routes(app: FastAPI) -> None:
+    @app.get("/v1/playbooks")
+    async def list_playbooks(request: Request) -> dict[str, Any]:
+        cw: App = request.app.state.cw
+        return {"playbooks": cw.assist.describe() if cw.assist else [], "enabled": bool(cw.assist)}
+
+    @app.post("/v1/calls/{call_id}/suggestions/{sid}/feedback")
+    async def suggestion_feedback(request: Request, call_id: str, sid: str) -> dict[str, Any]:
+        cw: App = request.app.state.cw
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail="the body must be JSON") from exc
+        if not isinstance(body, dict) or body.get("verdict") not in VERDICTS:
+            raise HTTPException(
+                status_code=422, detail=f"'verdict' must be one of: {', '.join(VERDICTS)}"
+            )
+        line = body.get("line")
+        if line is not None and (not isinstance(line, int) or line < 0):
+            raise HTTPException(status_code=422, detail="'line' is a script line index (0, 1, ...)")
+        if cw.store is None:
+            raise HTTPException(status_code=503, detail="feedback needs the store")
+        ev, call_agent = await asyncio.to_thread(_find_suggestion, cw, call_id, sid)
+        if ev is None:
+            raise HTTPException(
+                status_code=404, detail=f"no suggestion {sid!r} on call {call_id!r}"
+            )
+        await _require_agent(cw, _bearer(request), call_agent)
+        row = await asyncio.to_thread(
+            cw.store.add_feedback,
+            call_id=call_id,
+            suggestion_id=sid,
+            agent_id=body.get("agent_id") or call_agent,
+            verdict=body["verdict"],
+            intent=ev.get("intent"),
+            rule_id=ev.get("rule_id"),
+            line=line,
+            comment=str(body.get("comment") or "")[:2000] or None,
+        )
+        call = cw.calls.calls.get(call_id)
+        if body["verdict"] == "dismissed" and call is not None and call.active:
+            call.dismiss(sid)
+        return {"ok": True, "id": row["id"]}
+
+    @app.get("/v1/suggestions/feedback")
+    async def list_feedback(
+        request: Request,
+        call_id: str | None = None,
+        intent: str | None = None,
+        agent_id: str | None = None,
+    ) -> dict[str, Any]:
+        cw: App = request.app.state.cw
+        if cw.store is None:
+            return {"feedback": [], "by_intent": {}}
+        rows = await asyncio.to_thread(cw.store.feedback, call_id, intent, agent_id)
+        by_intent: dict[str, dict[str, int]] = {}
+        for r in rows:
+            key = r["intent"] or f"rule:{r['rule_id']}"
+            counts = by_intent.setdefault(key, dict.fromkeys(VERDICTS, 0))
+            counts[r["verdict"]] += 1
+        return {"feedback": rows, "by_intent": by_intent}
+
+
 async def _send_all(ws: WebSocket, replies: list[str | bytes]) -> None:
     for r in replies:
         if isinstance(r, bytes):
@@ -543,13 +689,26 @@ async def stream_events(
 ) -> None:
     """Send matching events as JSON text frames until the client leaves."""
     await ws.accept()
+    if agent_id is not None and cw.config.auth:
+        try:
+            await _check_agent(cw, _bearer(ws) or await _first_frame_token(ws), agent_id)
+        except AuthError as exc:
+            await ws.close(code=4401, reason=str(exc)[:120])
+            return
     sub = cw.bus.subscribe(call_id=call_id, agent_id=agent_id)
-    # A late joiner first gets what the call already said, then live events (no repeats).
-    sent_upto = 0
-    if call_id is not None and call_id in cw.calls.calls:
-        for ev in list(cw.calls.calls[call_id].events):
+    # A late joiner (or a panel reconnecting) first gets what its calls already said, then
+    # live events, with no repeats.
+    sent_upto: dict[str, int] = {}
+    backlog = [
+        c
+        for c in list(cw.calls.calls.values())
+        if (call_id is not None and c.call_id == call_id)
+        or (agent_id is not None and c.active and c.info.agent_id == agent_id)
+    ]
+    for c in backlog:
+        for ev in list(c.events):
             await ws.send_json(ev)
-            sent_upto = ev["seq"]
+            sent_upto[c.call_id] = ev["seq"]
 
     async def pump() -> None:
         while True:
@@ -557,7 +716,7 @@ async def stream_events(
             if ev is None:
                 await ws.close(code=1013, reason="subscriber too slow; reconnect")
                 return
-            if call_id is not None and ev["seq"] <= sent_upto:
+            if ev["seq"] <= sent_upto.get(ev["call_id"], 0):
                 continue
             await ws.send_json(ev)
 
@@ -576,6 +735,18 @@ async def stream_events(
         for t in tasks:
             t.cancel()
         cw.bus.unsubscribe(sub)
+
+
+async def _first_frame_token(ws: WebSocket, timeout_s: float = 10.0) -> str:
+    """The token a browser sends as its first frame: ``{"type": "auth", "token": T}``."""
+    try:
+        msg = await asyncio.wait_for(ws.receive_text(), timeout_s)
+        data = json.loads(msg)
+    except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError, KeyError):
+        return ""
+    if isinstance(data, dict) and data.get("type") == "auth":
+        return str(data.get("token") or "")
+    return ""
 
 
 def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080) -> None:

@@ -20,6 +20,7 @@ from assist.bus import EventBus
 from assist.events import Event
 from assist.pipeline import AsrJob, CallPipeline
 from assist.store import Store, StoreError
+from assist.suggest import Assistant, AssistLibrary
 from audio.codecs import Float32Array
 from audio.protocols.base import CallInfo
 from audio.vad import VadConfig
@@ -61,6 +62,7 @@ class LiveCall:
         model_id: str,
         emotion: EmotionAnalyzer | None = None,
         speakers: OnlineDiarizer | None = None,
+        assistant: Assistant | None = None,
     ) -> None:
         self.info = info
         # A mono "mixed" stream: each utterance's speaker is found as it finishes.
@@ -77,6 +79,7 @@ class LiveCall:
             config.vad,
             emotion=EmotionTracker() if emotion else None,
             analyzer=None,  # measured on the worker thread (see _submit_final), never here
+            assistant=assistant,
         )
         self.started_wall = time.time()
         self.ended_reason: str | None = None
@@ -93,6 +96,9 @@ class LiveCall:
             mode="live",
             emotion=emotion.backend if emotion else None,
             rule_packs=[f"{p.pack}@{p.version}" for p in packs],
+            playbook=f"{assistant.playbook.playbook}@{assistant.playbook.version}"
+            if assistant
+            else None,
             metadata=info.metadata,
             diarization=self.diarization(),
         )
@@ -123,19 +129,22 @@ class LiveCall:
 
         analyzer = self.analyzer
         speakers = self.speakers
+        pipe = self.pipe
 
         def done(tr: Transcript | None, err: BaseException | None) -> None:
-            # Runs on the ASR worker thread: measure the voice and find the speaker here,
-            # off the event loop.
+            # Runs on the ASR worker thread: measure the voice, find the speaker and embed
+            # the text for suggestions here, off the event loop.
             voice = None
             speaker = None
+            vector = None
             if tr is not None and not tr.empty:
                 where = f"call {self.call_id} at {job.segment.t:.2f} s"
                 if analyzer is not None:
                     voice = analyzer.measure_or_none(job.audio, where)
                 if speakers is not None:
                     speaker = _speaker_or_none(speakers, job.audio, tr.text, where)
-            self.loop.call_soon_threadsafe(self._on_final, job, tr, err, voice, speaker)
+                vector = _vector_or_none(pipe, speaker or job.speaker, tr.text, where)
+            self.loop.call_soon_threadsafe(self._on_final, job, tr, err, voice, speaker, vector)
 
         self.scheduler.submit_final(job.audio, job.segment.t, done, self.info.language)
 
@@ -146,6 +155,7 @@ class LiveCall:
         err: BaseException | None,
         voice: VoiceMeasure | None = None,
         speaker: str | None = None,
+        vector: Float32Array | None = None,
     ) -> None:
         if tr is None:
             log.error(
@@ -156,7 +166,7 @@ class LiveCall:
                 err,
             )
             tr = Transcript("", (), job.segment.t, job.segment.t_end, self.info.language or "en")
-        self.pipe.deliver(job, tr, voice, speaker)
+        self.pipe.deliver(job, tr, voice, speaker, vector)
         self._flush()
         if self._closing and self.pipe.pending_jobs == 0:
             self._done.set()
@@ -180,15 +190,26 @@ class LiveCall:
         start = max(open_since, now - MAX_CLIP_S + 1)
         audio = ch.buffer.slice(start, now)
         generation = state.generation
+        pipe = self.pipe
+        speaker = self.info.channels[channel]
 
         def done(tr: Transcript | None, err: BaseException | None) -> None:
-            self.loop.call_soon_threadsafe(self._on_partial, channel, generation, tr)
+            vector = None
+            if tr is not None and not tr.empty:
+                vector = _vector_or_none(pipe, speaker, tr.text, f"call {self.call_id} partial")
+            self.loop.call_soon_threadsafe(self._on_partial, channel, generation, tr, vector)
 
         self.scheduler.submit_partial(
             (self.call_id, channel), audio, start, done, self.info.language
         )
 
-    def _on_partial(self, channel: int, generation: int, tr: Transcript | None) -> None:
+    def _on_partial(
+        self,
+        channel: int,
+        generation: int,
+        tr: Transcript | None,
+        vector: Float32Array | None = None,
+    ) -> None:
         if (
             tr is None
             or tr.empty
@@ -196,15 +217,12 @@ class LiveCall:
             or not self.active
         ):
             return  # the utterance already has its final: this partial is stale
-        ev = self.pipe.stamper.make(
-            "transcript.partial",
-            tr.t,
-            t_end=round(tr.t_end, 3),
-            speaker=self.info.channels[channel],
-            text=tr.text,
-            words=[w.to_dict() for w in tr.words],
-        )
-        self._publish(self.pipe.mask_partial(ev))
+        self.pipe.partial(self.info.channels[channel], tr, vector)
+        self._flush()
+
+    def dismiss(self, suggestion_id: str) -> None:
+        """The agent dismissed a suggestion: its intent is not suggested again on this call."""
+        self.pipe.dismiss(suggestion_id)
 
     # -- end -----------------------------------------------------------------------------
     async def end(self, reason: str, timeout_s: float = 60.0) -> None:
@@ -298,6 +316,18 @@ class LiveCall:
         return {**build_report(self.pipe, list(self.events)), "diarization": self.diarization()}
 
 
+def _vector_or_none(pipe: CallPipeline, speaker: str, text: str, where: str) -> Any:
+    """The line's sentence vector if it will be matched; a failure costs only that (the
+    pipeline then matches the words alone)."""
+    if not pipe.wants_vector(speaker) or pipe.assistant is None:
+        return None
+    try:
+        return pipe.assistant.embed(text)
+    except Exception:
+        log.exception("%s: sentence embedding failed", where)
+        return None
+
+
 def _speaker_or_none(
     speakers: OnlineDiarizer, audio: Float32Array, text: str, where: str
 ) -> str | None:
@@ -323,8 +353,10 @@ class CallManager:
         keep_recent: int = 200,
         emotion: EmotionAnalyzer | None = None,
         diarize: bool = True,
+        assist: AssistLibrary | None = None,
     ) -> None:
         self.emotion = emotion
+        self.assist = assist
         self.diarize = diarize
         self.packs = packs
         self.scheduler = scheduler
@@ -348,6 +380,7 @@ class CallManager:
             self.model_id,
             self.emotion,
             self._online_diarizer(info),
+            self.assist.assistant(info.language) if self.assist else None,
         )
         self.calls[info.call_id] = call
         self._trim()

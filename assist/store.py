@@ -7,13 +7,17 @@ receiver is down: ``callwatch webhooks failed`` lists them, ``redeliver`` sends 
 Enrolled agents' voiceprints (``callwatch agents enroll``) live here so diarization can tell
 the agent from the customer on mono recordings after any restart. Every version of every QA
 rule pack the server ran (``rule_versions``: who, when, the text, what changed) is kept for
-the rules API's history, diffs and rollbacks (see assist/rules_registry.py).
+the rules API's history, diffs and rollbacks (see assist/rules_registry.py). API tokens
+(``tokens``: only a hash is kept) let agents open their panel, and agents' verdicts on
+suggestions (``suggestion_feedback``) are kept for QA to tune the playbooks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +110,38 @@ rule_versions = Table(
     Column("summary", JSON, nullable=False),  # {"added": [ids], "changed": [...], "removed": [...]}
     UniqueConstraint("pack", "version", name="uq_rule_versions_pack_version"),
 )
+
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),  # agent | supervisor | qa | admin
+    Column("agent_id", String(128)),  # the agent an agent token belongs to
+    Column("label", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("revoked_at", String(32)),
+)
+
+
+suggestion_feedback = Table(
+    "suggestion_feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(128), nullable=False, index=True),
+    Column("suggestion_id", String(32), nullable=False),
+    Column("agent_id", String(128)),
+    Column("verdict", String(16), nullable=False),  # helpful | not_helpful | dismissed | copied
+    Column("intent", String(128), index=True),  # playbook intent, or None for a rule prompt
+    Column("rule_id", String(128)),
+    Column("line", Integer),  # the script line copied
+    Column("comment", Text),
+    Column("at", String(32), nullable=False),
+)
+
+ROLES = ("agent", "supervisor", "qa", "admin")
+VERDICTS = ("helpful", "not_helpful", "dismissed", "copied")
 
 
 class StoreError(RuntimeError):
@@ -387,6 +423,92 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
         return {r["pack"]: dict(r) for r in rows}
+
+    # -- API tokens --------------------------------------------------------------------------
+    def create_token(self, role: str, agent_id: str | None = None, label: str = "") -> str:
+        """A new random token; only its hash is stored, so it is shown once."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; use one of: {', '.join(ROLES)}")
+        if role == "agent" and not agent_id:
+            raise ValueError("an agent token needs the agent's id")
+        token = "cw_" + secrets.token_urlsafe(24)
+        row = {
+            "token_sha256": _sha256(token),
+            "role": role,
+            "agent_id": agent_id,
+            "label": label,
+            "created_at": _now(),
+            "revoked_at": None,
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(tokens.insert().values(**row))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot store a token in {self.url}: {exc}") from exc
+        return token
+
+    def check_token(self, token: str) -> dict[str, Any] | None:
+        """The token's role and agent, or None if it is unknown or revoked."""
+        if not token:
+            return None
+        q = select(tokens).where(
+            tokens.c.token_sha256 == _sha256(token), tokens.c.revoked_at.is_(None)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).mappings().first()
+        return None if row is None else {k: row[k] for k in ("id", "role", "agent_id", "label")}
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        cols = [c for c in tokens.c if c.name != "token_sha256"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*cols).order_by(tokens.c.id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def revoke_token(self, id_: int) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    tokens.update()
+                    .where(tokens.c.id == id_, tokens.c.revoked_at.is_(None))
+                    .values(revoked_at=_now())
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot revoke token {id_} in {self.url}: {exc}") from exc
+        return bool(result.rowcount)
+
+    # -- suggestion feedback -------------------------------------------------------------------
+    def add_feedback(self, **row: Any) -> dict[str, Any]:
+        if row.get("verdict") not in VERDICTS:
+            raise ValueError(f"verdict must be one of: {', '.join(VERDICTS)}")
+        row = {**row, "at": _now()}
+        try:
+            with self.engine.begin() as conn:
+                row["id"] = conn.execute(suggestion_feedback.insert().values(**row)).lastrowid
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot store feedback in {self.url}: {exc}") from exc
+        return row
+
+    def feedback(
+        self, call_id: str | None = None, intent: str | None = None, agent_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        q = select(suggestion_feedback).order_by(suggestion_feedback.c.id)
+        if call_id is not None:
+            q = q.where(suggestion_feedback.c.call_id == call_id)
+        if intent is not None:
+            q = q.where(suggestion_feedback.c.intent == intent)
+        if agent_id is not None:
+            q = q.where(suggestion_feedback.c.agent_id == agent_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [dict(r) for r in rows]
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -79,6 +79,8 @@ class RuleBase(BaseModel):
     severity: Severity = "warning"
     audience: list[Audience] = Field(default_factory=lambda: list[Audience](["supervisor"]))
     message: str = ""
+    # Lines the agent could say when this fires (audience agent): sent as a suggestion card.
+    prompt: list[str] = Field(default_factory=list)
     weight: float = Field(default=1.0, ge=0)
     cooldown_s: float = Field(default=30.0, ge=0)
     enabled: bool = True
@@ -95,6 +97,11 @@ class RuleBase(BaseModel):
                 f"letter or digit (got {v!r})"
             )
         return v
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_lines(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
     @field_validator("audience", mode="before")
     @classmethod

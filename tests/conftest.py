@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,19 @@ def packs():  # type: ignore[no-untyped-def]
     from qa_rules.loader import load_packs
 
     return load_packs()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module-wide fixtures (a server's store) are made before each test's own home: give
+    them a throwaway one too, so no test ever writes to ~/.local/share/callwatch."""
+    old = os.environ.get("CALLWATCH_HOME")
+    os.environ["CALLWATCH_HOME"] = str(tmp_path_factory.mktemp("session-home"))
+    yield
+    if old is None:
+        os.environ.pop("CALLWATCH_HOME", None)
+    else:
+        os.environ["CALLWATCH_HOME"] = old
 
 
 @pytest.fixture(autouse=True)

@@ -9,4 +9,6 @@ __all__ = ["free_port", "make_state", "running_server"]
 
 
 def make_state(asr, packs, **kw) -> App:  # type: ignore[no-untyped-def]
+    """A server state on the shared model; agent routes open (``auth=True`` to test tokens)."""
+    kw.setdefault("auth", False)
     return App(ServerConfig(store=kw.pop("store", True), **kw), asr=asr, packs=packs)
