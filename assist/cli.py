@@ -503,6 +503,11 @@ def _print_event(ev: dict[str, Any], latency: float) -> None:
     elif kind == "emotion":
         flag = ", ESCALATED" if ev["escalated"] else ""
         line = f"{ev['speaker']:>8}  ({ev['label']}, anger index {ev['anger_index']:.2f}{flag})"
+    elif kind == "suggestion":
+        what = ev.get("intent") or f"rule {ev.get('rule_id')}"
+        line = f"SUGGEST {ev['title']} [{what}]"
+        if ev.get("trigger"):
+            line += f' <- "{ev["trigger"]["text"][:60]}"'
     elif kind == "scorecard":
         line = f"score {ev['score']:.0f}/100"
     else:

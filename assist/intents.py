@@ -1,38 +1,41 @@
-"""Match what the customer says to playbook intents: meaning (sentence embeddings) plus words (BM25).
+"""Match what a customer says to playbook intents: meaning (sentence embeddings) and words (BM25).
 
 Each playbook intent has a handful of example customer utterances. An utterance (a partial or
 final transcript) gets, per intent, three signals in [0, 1]:
 
-- ``semantic``: the highest cosine similarity between the utterance and the intent's examples
-  (all-MiniLM-L6-v2 vectors, ``models.embed``); also picks the example shown to the agent;
-- ``head``: a one-vs-rest logistic regression per intent on the example vectors (sigmoid
-  output), fitted at construction (~0.5 s for 770 examples). It learns which directions of
-  the embedding separate close intents ("card not working" / "card swallowed"), which plain
-  nearest-neighbour cannot. One-vs-rest, not softmax: a softmax over few intents is confident
-  about anything, so the score and its threshold would depend on the playbook's size;
+- ``semantic``: the highest cosine similarity between the utterance and one of the intent's
+  examples (all-MiniLM-L6-v2 vectors, ``models.embed``); that example is shown to the agent;
+- ``head``: a one-vs-rest logistic regression per intent on the example vectors (sigmoid),
+  fitted at construction (~0.3 s for 770 examples). It learns which directions of the
+  embedding separate close intents ("card not working" / "card swallowed"), which plain
+  nearest-neighbour cannot. One-vs-rest rather than softmax, and capped at ``semantic``:
+  with few intents a classifier has little to contrast and is confident about anything
+  (3 intents: uncapped, 20 % of off-topic queries passed the threshold; capped, 2 %),
+  so the head may sharpen the choice between intents but never claims more than the meaning;
 - ``lexical``: BM25 between the utterance's content words and the intent's examples
-  concatenated into one document (measured better than one document per example: 67 % vs
-  60 % top-1 alone), normalised by what the utterance's words could score at most:
+  concatenated into one document (better than one document per example: 67 % vs 60 %
+  top-1 alone), normalised by what the utterance's words could score at most,
   ``bm25 / ((k1 + 1) * sum of the utterance's idf)``, words unknown to the playbook counted
-  at the highest idf. So 1 = every word of the utterance is frequent in the intent's examples,
-  0 = none occurs; off-topic talk scores low whatever the playbook.
+  at the highest idf: 1 = every word is frequent in the intent's examples, 0 = none occurs.
 
-``score = 0.4 semantic + 0.4 head + 0.2 lexical`` ranks the intents and is what the threshold
-applies to. Weights, head and document choices were picked on Banking77 (10 examples per
-intent, held-out queries and CLINC150 out-of-scope queries: ``python -m bench.assist``,
-docs/benchmarks.md); the hybrid gets ~85 % top-1 where nearest-neighbour alone gets ~80 %.
+``score = 0.4 semantic + 0.4 min(head, semantic) + 0.2 lexical`` ranks the intents and is
+what the threshold applies to. Weights, head and BM25 choices were picked on Banking77
+development draws (10 examples per intent, held-out queries, CLINC150's oos_train/oos_val;
+``python -m bench.assist``, docs/benchmarks.md): ~85 % top-1 where nearest-neighbour alone
+gets ~81 %, with a threshold that keeps ~97 % of off-topic queries silent.
 
 Language: tokens come from ``qa_rules.text.tokens`` (lower case, spoken numbers as digits,
 traditional -> simplified Chinese, one token per Han character); stopwords are dropped and
 adjacent Han characters also form bigram terms (Chinese words are mostly two characters:
 取消 "cancel" is not 消费 "spending"). The embedding model is English-centric, so for an
-utterance that is mostly Chinese the weights move to the words: the lexical weight is
-``0.2 + 0.6 * (share of Han characters among its tokens)``, semantic and head share the rest
-equally (a Chinese sentence: 0.8 lexical, 0.1 + 0.1).
+utterance that is mostly Chinese the weight moves to the words: the lexical weight is
+``0.2 + 0.7 * (share of Han characters among its non-digit tokens)``, semantic and head
+share the rest 4:4 (a Chinese sentence: 0.9 lexical, 0.05 + 0.05). MiniLM puts any two
+Chinese sentences at cosine ~0.5-0.95, so its meaning barely separates Chinese intents.
 
-Without an embedder the matcher is lexical only (``score = lexical``) with its own
-threshold. Thread-safety: ``embed`` may run on a worker thread while ``match`` runs
-elsewhere; nothing is mutated after construction.
+Without an embedder the matcher is lexical only (``score = lexical``) with its own threshold.
+Thread-safety: nothing is mutated after construction, so ``embed`` may run on a worker thread
+while ``match`` runs on the event loop.
 """
 
 from __future__ import annotations
@@ -53,15 +56,22 @@ from qa_rules.text import STOPWORDS, is_cjk, tokens
 
 # Operating thresholds on ``score`` (docs/benchmarks.md, "Agent assist: intent matching").
 HYBRID_THRESHOLD = 0.30
-LEXICAL_THRESHOLD = 0.30
+LEXICAL_THRESHOLD = 0.25
 
 W_SEMANTIC = 0.4
 W_HEAD = 0.4
 W_LEXICAL = 0.2
-W_LEXICAL_CJK = 0.8  # lexical weight for an utterance made only of Han characters
+W_LEXICAL_CJK = 0.9  # lexical weight for an utterance made only of Han characters
 HEAD_C = 30.0  # inverse L2 strength of the logistic regressions
 BM25_K1 = 1.2
 BM25_B = 0.75
+# A query's words weigh at least this many unseen words, so one or two shared words ("card",
+# "卡") cannot make a strong lexical match on their own.
+MIN_QUERY_IDF = 1.5
+# Chinese characters of asking and wanting that every intent's examples share ("我想问一下",
+# "请帮我看看怎么"), dropped like stopwords: a few intents give idf too little to learn it.
+_ZH_FILLERS = frozenset("想要请问帮能可以么怎什样下")
+_STOP = STOPWORDS | _ZH_FILLERS
 
 
 @dataclass(frozen=True)
@@ -91,10 +101,10 @@ class IntentMatch:
 
 
 def _terms(toks: Sequence[str]) -> list[str]:
-    """Content tokens in order, then bigrams of adjacent Han characters (not both stopwords)."""
-    out = [t for t in toks if t not in STOPWORDS]
+    """Content tokens in order, then bigrams of adjacent Han characters (neither a stopword)."""
+    out = [t for t in toks if t not in _STOP]
     for a, b in itertools.pairwise(toks):
-        if is_cjk(a) and is_cjk(b) and not (a in STOPWORDS and b in STOPWORDS):
+        if is_cjk(a) and is_cjk(b) and a not in _STOP and b not in _STOP:
             out.append(a + b)
     return out
 
@@ -135,8 +145,7 @@ class _BM25:
             total += idf
             ids, tfs = self.postings[t]
             out[ids] += idf * tfs
-        if total > 0:
-            out /= total * (BM25_K1 + 1)
+        out /= max(total, MIN_QUERY_IDF * self.idf_unknown) * (BM25_K1 + 1)
         return np.clip(out, 0.0, 1.0)
 
 
@@ -218,7 +227,7 @@ class IntentMatcher:
 
     def embed(self, text: str) -> np.ndarray | None:
         """The utterance's vector (the slow part: run it off the event loop); None when the
-        matcher is lexical only or the text is blank."""
+        matcher is lexical only or the text has no words."""
         if self.embedder is None or not tokens(text):
             return None
         vec: np.ndarray = self.embedder.encode([text])[0]
@@ -240,16 +249,17 @@ class IntentMatcher:
             score = lexical
         else:
             if vector is None:
-                vector = self.embedder.encode([text])[0] if self.embedder else None
-            assert vector is not None
+                assert self.embedder is not None  # example vectors come from it
+                vector = self.embedder.encode([text])[0]
             sims = self._vectors @ vector
             semantic = np.clip(np.maximum.reduceat(sims, self._starts), 0.0, 1.0)
             if self._head is not None:
                 w, b = self._head
-                head = 1.0 / (1.0 + np.exp(-(w @ vector + b)))
+                head = np.minimum(1.0 / (1.0 + np.exp(-(w @ vector + b))), semantic)
             else:
                 head = semantic
-            cjk = sum(1 for t in toks if is_cjk(t)) / len(toks)
+            words = [t for t in toks if not t.isdigit()]  # digits belong to no language
+            cjk = sum(1 for t in words if is_cjk(t)) / len(words) if words else 0.0
             w_lex = W_LEXICAL + (W_LEXICAL_CJK - W_LEXICAL) * cjk
             w_other = (1.0 - w_lex) / (W_SEMANTIC + W_HEAD)
             score = w_other * (W_SEMANTIC * semantic + W_HEAD * head) + w_lex * lexical

@@ -15,13 +15,15 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from models.embed import SentenceEmbedder
 
 from assist.intents import IntentExample, IntentMatch, IntentMatcher
 from assist.playbook import Intent, Playbook, playbook_for
+from models.embed import SentenceEmbedder
+from models.locator import cache_dir
 from qa_rules.text import TokenSeq, find_phrase, tokens
 
 log = logging.getLogger(__name__)
@@ -241,6 +243,15 @@ _MATCHERS: dict[tuple[str, str | None], IntentMatcher] = {}
 _MATCHERS_LOCK = threading.Lock()
 
 
+def _vector_cache() -> Path | None:
+    try:
+        folder = cache_dir() / "intents"
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # a read-only home only costs the embedding at start
+    return folder
+
+
 class AssistLibrary:
     """The playbooks and their matchers, shared by every call of the process.
 
@@ -253,14 +264,17 @@ class AssistLibrary:
         self.embedder = embedder
 
     def matcher(self, book: Playbook) -> IntentMatcher:
-        key = (book.model_dump_json(), self.embedder.model_id if self.embedder else None)
+        key = (book.model_dump_json(), self.embedder.fingerprint if self.embedder else None)
         with _MATCHERS_LOCK:
             m = _MATCHERS.get(key)
             if m is None:
                 examples = [
                     IntentExample(i.id, ex) for i in book.intents if i.enabled for ex in i.examples
                 ]
-                m = IntentMatcher(examples, self.embedder, threshold=book.threshold)
+                # example vectors are kept on disk: a restart does not embed them again
+                m = IntentMatcher(
+                    examples, self.embedder, threshold=book.threshold, cache_dir=_vector_cache()
+                )
                 _MATCHERS[key] = m
             return m
 

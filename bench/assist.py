@@ -1,8 +1,8 @@
 """Agent-assist intent matching: accuracy, out-of-scope rejection and latency per utterance.
 
-    python -m bench.assist --train ../shared/data/intents/banking77/train.csv [--test FILE]
+    python -m bench.assist [--train ../shared/data/intents/banking77/train.csv] [--test FILE]
         [--per-intent 10] [--holdout 30] [--oos ../shared/data/intents/clinc150]
-        [--oos-split oos_test] [--seed 0 [1 2 ...]] [--threshold X]
+        [--oos-split oos_test] [--seed 0 [1 2 ...]] [--threshold X] [--lexical-threshold X]
 
 A playbook of ``--per-intent`` examples per intent is sampled from ``--train`` (a CSV with
 ``text,category`` columns, seeded). Queries are ``--test`` (same layout) or, without it,
@@ -41,9 +41,9 @@ import numpy as np
 from assist.intents import IntentExample, IntentMatcher
 from models.embed import SentenceEmbedder
 
-DEFAULT_TRAIN = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "intents" / "banking77" / "train.csv"
-)
+DEFAULT_INTENTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "intents"
+DEFAULT_TRAIN = DEFAULT_INTENTS / "banking77" / "train.csv"
+DEFAULT_OOS = DEFAULT_INTENTS / "clinc150"
 SWEEP = tuple(round(0.1 + 0.05 * k, 2) for k in range(11))  # 0.10 .. 0.60
 
 
@@ -143,7 +143,8 @@ def report(prefix: str, runs: Sequence[Run], threshold: float) -> None:
     print(f"{prefix}threshold: {threshold:.3f}")
     line("top1", [float(np.mean(r.top1)) for r in runs])
     line("top3", [float(np.mean(r.top3)) for r in runs])
-    line("oos_rejected", [a[0] for a in at])
+    if runs[0].oos_best:
+        line("oos_rejected", [a[0] for a in at])
     line("in_scope_coverage", [a[1] for a in at])
     line("precision_at_threshold", [a[2] for a in at])
     line("latency_p50_ms", [float(np.percentile(r.ms, 50)) for r in runs], 2)
@@ -157,7 +158,9 @@ def main() -> None:
     ap.add_argument("--test", type=Path, help="queries (text,category CSV); default: held out")
     ap.add_argument("--per-intent", type=int, default=10, help="playbook examples per intent")
     ap.add_argument("--holdout", type=int, default=30, help="held-out queries per intent")
-    ap.add_argument("--oos", type=Path, help="out-of-scope queries (CLINC150 or text file)")
+    ap.add_argument(
+        "--oos", type=Path, default=DEFAULT_OOS, help="out-of-scope queries (CLINC150 or text file)"
+    )
     ap.add_argument("--oos-split", default="oos_test", help="CLINC150 lists, comma-separated")
     ap.add_argument("--seed", type=int, nargs="+", default=[0])
     ap.add_argument("--threshold", type=float, help="default: the matcher's operating one")
@@ -167,7 +170,8 @@ def main() -> None:
 
     rows = read_rows(args.train)
     tests = read_rows(args.test) if args.test else None
-    oos = read_oos(args.oos, args.oos_split.split(",")) if args.oos else []
+    skip_oos = args.oos == DEFAULT_OOS and not args.oos.exists()
+    oos = [] if skip_oos else read_oos(args.oos, args.oos_split.split(","))
     t0 = time.perf_counter()
     embedder = SentenceEmbedder(threads=1)
     load_s = time.perf_counter() - t0
