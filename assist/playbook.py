@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from qa_rules.loader import RuleError, RuleIssue, load_yaml, yaml_line_of
+from qa_rules.loader import RuleError, RuleIssue, field_path, load_yaml, pack_files, yaml_line_of
 from qa_rules.text import to_simplified, tokens
 
 BUILTIN_PLAYBOOKS = Path(__file__).parent / "playbooks"
@@ -153,7 +153,7 @@ def parse_playbook(text: str, filename: str) -> Playbook:
         for err in exc.errors():
             loc = tuple(err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            issues.append(RuleIssue(filename, yaml_line_of(node, loc), _field(loc, data), msg))
+            issues.append(RuleIssue(filename, yaml_line_of(node, loc), field_path(loc, data), msg))
         raise RuleError(issues) from exc
     issues = []
     for i, intent in enumerate(book.intents):
@@ -175,39 +175,12 @@ def parse_playbook(text: str, filename: str) -> Playbook:
     return book
 
 
-def _field(loc: tuple[int | str, ...], data: Any) -> str:
-    out = ""
-    cur = data
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            cur = cur[part] if isinstance(cur, list) and part < len(cur) else None
-            if isinstance(cur, dict) and "id" in cur:
-                out += f"(id={cur['id']})"
-        else:
-            out += f".{part}" if out else str(part)
-            cur = cur.get(part) if isinstance(cur, dict) else None
-    return out
-
-
-def playbook_files(path: str | Path) -> list[Path]:
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    if p.is_dir():
-        files = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
-        if not files:
-            raise RuleError([RuleIssue(str(p), None, "", "no *.yaml playbooks in this folder")])
-        return files
-    raise RuleError([RuleIssue(str(p), None, "", "no such file or folder")])
-
-
 def load_playbooks(path: str | Path = BUILTIN_PLAYBOOKS) -> list[Playbook]:
     """Every playbook under ``path`` (a file or folder), all or nothing. One per language."""
     books: list[Playbook] = []
     issues: list[RuleIssue] = []
     by_language: dict[str, str] = {}
-    for f in playbook_files(path):
+    for f in pack_files(path, "playbooks"):
         try:
             book = parse_playbook(f.read_text(encoding="utf-8"), str(f))
         except RuleError as exc:

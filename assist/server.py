@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
-from models.embed import shared_embedder
 from starlette.websockets import WebSocketState
 
 from assist.bus import EventBus
@@ -60,6 +59,7 @@ from audio.protocols.raw import RawAdapter
 from audio.protocols.twilio import TwilioAdapter
 from models.asr import AsrConfig, WhisperAsr
 from models.diarize.encoder import shared_encoder
+from models.embed import shared_embedder
 from models.emotion import EmotionAnalyzer
 from models.scheduler import AsrScheduler
 from qa_rules.cases import parse_cases, run_cases, summary

@@ -89,7 +89,8 @@ def yaml_line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | No
     return line
 
 
-def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
+def field_path(loc: tuple[int | str, ...], data: Any) -> str:
+    """A pydantic error location as the field a person reads: ``rules[2](id=x).phrases``."""
     out = ""
     cur = data
     for part in loc:
@@ -143,18 +144,19 @@ def parse_pack(text: str, filename: str) -> RulePack:
                 loc = (*loc, "kind")
             elif err["type"] == "union_tag_not_found":
                 msg = f"missing 'kind' (one of: {', '.join(KINDS)})"
-            issues.append(RuleIssue(filename, yaml_line_of(node, loc), _field_path(loc, data), msg))
+            issues.append(RuleIssue(filename, yaml_line_of(node, loc), field_path(loc, data), msg))
         raise RuleError(issues) from exc
 
 
-def pack_files(path: str | Path) -> list[Path]:
+def pack_files(path: str | Path, what: str = "rule packs") -> list[Path]:
+    """The YAML files of a folder (or the one file) named ``path``."""
     p = Path(path)
     if p.is_file():
         return [p]
     if p.is_dir():
         files = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
         if not files:
-            raise RuleError([RuleIssue(str(p), None, "", "no *.yaml rule packs in this folder")])
+            raise RuleError([RuleIssue(str(p), None, "", f"no *.yaml {what} in this folder")])
         return files
     raise RuleError([RuleIssue(str(p), None, "", "no such file or folder")])
 
