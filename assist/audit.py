@@ -86,9 +86,7 @@ def run_pipeline(
         mode="audit",
         emotion=emotion.backend if emotion else None,
         rule_packs=[f"{p.pack}@{p.version}" for p in packs],
-        playbook=f"{assistant.playbook.playbook}@{assistant.playbook.version}"
-        if assistant
-        else None,
+        playbook=assistant.label if assistant else None,
         diarization=diarization,
     )
     block = int(opts.block_s * SAMPLE_RATE)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assist.cli_assist import add_assist_commands
+from assist.cli_assist import add_assist_commands, playbooks_or_report
 
 if TYPE_CHECKING:
     from models.emotion import EmotionAnalyzer
@@ -171,17 +171,6 @@ def _add_assist_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _assist_library(args: argparse.Namespace) -> Any:
-    """The playbooks and the sentence model, or None with --no-assist. Raises RuleError."""
-    if args.no_assist:
-        return None
-    from assist.playbook import BUILTIN_PLAYBOOKS, load_playbooks
-    from assist.suggest import AssistLibrary
-    from models.embed import shared_embedder
-
-    return AssistLibrary(load_playbooks(args.playbook or BUILTIN_PLAYBOOKS), shared_embedder())
-
-
 def _cmd_audit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -236,12 +225,15 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     except ModelNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        assist = _assist_library(args)
-    except RuleError as exc:
-        for issue in exc.issues:
-            print(f"error: {issue}", file=sys.stderr)
-        return 2
+    assist = None
+    if not args.no_assist:
+        from assist.suggest import AssistLibrary
+        from models.embed import shared_embedder
+
+        books = playbooks_or_report(args.playbook)
+        if books is None:
+            return 2
+        assist = AssistLibrary(books, shared_embedder())
 
     # Read headers first so the progress bar knows the total audio time.
     total = 0.0
@@ -413,16 +405,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         playbooks=args.playbook,
         auth=not args.no_auth,
     )
-    if not args.no_assist:
-        from assist.playbook import BUILTIN_PLAYBOOKS, load_playbooks
-        from qa_rules.loader import RuleError
-
-        try:
-            load_playbooks(args.playbook or BUILTIN_PLAYBOOKS)  # refuse a broken one up front
-        except RuleError as exc:
-            for problem in exc.issues:
-                print(f"error: {problem}", file=sys.stderr)
-            return 2
+    if not args.no_assist and playbooks_or_report(args.playbook) is None:
+        return 2  # refuse a broken playbook before loading any model
     where = f"http://{args.host}:{args.port}/agent"
     print(
         f"agent panel: {where}"

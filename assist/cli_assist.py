@@ -41,15 +41,23 @@ def add_assist_commands(sub: Any) -> None:
     tr.set_defaults(func=_cmd_tokens_revoke)
 
 
-def _cmd_playbook_check(args: argparse.Namespace) -> int:
+def playbooks_or_report(path: str | None) -> list[Any] | None:
+    """The playbooks under ``path`` (None: the built-in one), or None after printing every
+    problem as FILE:LINE: FIELD: message."""
     from assist.playbook import BUILTIN_PLAYBOOKS, load_playbooks
     from qa_rules.loader import RuleError
 
     try:
-        books = load_playbooks(args.path or BUILTIN_PLAYBOOKS)
+        return load_playbooks(path or BUILTIN_PLAYBOOKS)
     except RuleError as exc:
-        for issue in exc.issues:
-            print(f"error: {issue}", file=sys.stderr)
+        for problem in exc.issues:
+            print(f"error: {problem}", file=sys.stderr)
+        return None
+
+
+def _cmd_playbook_check(args: argparse.Namespace) -> int:
+    books = playbooks_or_report(args.path)
+    if books is None:
         return 2
     for b in books:
         examples = sum(len(i.examples) for i in b.intents)
@@ -61,16 +69,12 @@ def _cmd_playbook_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_playbook_match(args: argparse.Namespace) -> int:
-    from assist.playbook import BUILTIN_PLAYBOOKS, load_playbooks, playbook_for
+    from assist.playbook import playbook_for
     from assist.suggest import AssistLibrary
     from models.embed import shared_embedder
-    from qa_rules.loader import RuleError
 
-    try:
-        books = load_playbooks(args.playbook or BUILTIN_PLAYBOOKS)
-    except RuleError as exc:
-        for issue in exc.issues:
-            print(f"error: {issue}", file=sys.stderr)
+    books = playbooks_or_report(args.playbook)
+    if books is None:
         return 2
     book = playbook_for(books, args.language)
     assert book is not None  # load_playbooks never returns an empty list

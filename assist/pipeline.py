@@ -266,10 +266,6 @@ class CallPipeline:
         self._outbox.append(self.mask_partial(ev))
         self._suggest(speaker, tr.t, tr.t_end, tr.text, False, vector)
 
-    def wants_vector(self, speaker: str) -> bool:
-        """Whether a line of this speaker is matched for suggestions (so worth embedding)."""
-        return self.assistant is not None and self.assistant.wants(speaker)
-
     def dismiss(self, suggestion_id: str) -> None:
         if self.assistant is not None:
             self.assistant.dismiss(suggestion_id)

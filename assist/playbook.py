@@ -14,9 +14,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from qa_rules.loader import RuleError, RuleIssue, field_path, load_yaml, pack_files, yaml_line_of
+from qa_rules.loader import RuleError, RuleIssue, pack_files, parse_yaml_model, yaml_line_of
 from qa_rules.text import to_simplified, tokens
 
 BUILTIN_PLAYBOOKS = Path(__file__).parent / "playbooks"
@@ -141,20 +142,10 @@ class Playbook(BaseModel):
 
 def parse_playbook(text: str, filename: str) -> Playbook:
     """Parse and check one playbook. Raises RuleError naming file, line and field."""
-    node, data = load_yaml(text, filename)
-    if not isinstance(data, dict):
-        raise RuleError(
-            [RuleIssue(filename, 1, "", "a playbook is a mapping with 'playbook' and 'intents'")]
-        )
-    try:
-        book = Playbook.model_validate(data)
-    except ValidationError as exc:
-        issues = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            issues.append(RuleIssue(filename, yaml_line_of(node, loc), field_path(loc, data), msg))
-        raise RuleError(issues) from exc
+    book = parse_yaml_model(
+        text, filename, Playbook, "a playbook is a mapping with 'playbook' and 'intents'"
+    )
+    node: yaml.Node | None = None
     issues = []
     for i, intent in enumerate(book.intents):
         for j, ctx in enumerate(intent.requires):
@@ -162,6 +153,7 @@ def parse_playbook(text: str, filename: str) -> Playbook:
                 close = difflib.get_close_matches(ctx, list(book.contexts), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 known = ", ".join(sorted(book.contexts)) or "none defined"
+                node = node or yaml.compose(text, Loader=yaml.SafeLoader)
                 issues.append(
                     RuleIssue(
                         filename,

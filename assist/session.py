@@ -96,9 +96,7 @@ class LiveCall:
             mode="live",
             emotion=emotion.backend if emotion else None,
             rule_packs=[f"{p.pack}@{p.version}" for p in packs],
-            playbook=f"{assistant.playbook.playbook}@{assistant.playbook.version}"
-            if assistant
-            else None,
+            playbook=assistant.label if assistant else None,
             metadata=info.metadata,
             diarization=self.diarization(),
         )
@@ -129,7 +127,7 @@ class LiveCall:
 
         analyzer = self.analyzer
         speakers = self.speakers
-        pipe = self.pipe
+        assistant = self.pipe.assistant
 
         def done(tr: Transcript | None, err: BaseException | None) -> None:
             # Runs on the ASR worker thread: measure the voice, find the speaker and embed
@@ -143,7 +141,7 @@ class LiveCall:
                     voice = analyzer.measure_or_none(job.audio, where)
                 if speakers is not None:
                     speaker = _speaker_or_none(speakers, job.audio, tr.text, where)
-                vector = _vector_or_none(pipe, speaker or job.speaker, tr.text, where)
+                vector = _vector_or_none(assistant, speaker or job.speaker, tr.text, True, where)
             self.loop.call_soon_threadsafe(self._on_final, job, tr, err, voice, speaker, vector)
 
         self.scheduler.submit_final(job.audio, job.segment.t, done, self.info.language)
@@ -190,13 +188,14 @@ class LiveCall:
         start = max(open_since, now - MAX_CLIP_S + 1)
         audio = ch.buffer.slice(start, now)
         generation = state.generation
-        pipe = self.pipe
+        assistant = self.pipe.assistant
         speaker = self.info.channels[channel]
 
         def done(tr: Transcript | None, err: BaseException | None) -> None:
             vector = None
             if tr is not None and not tr.empty:
-                vector = _vector_or_none(pipe, speaker, tr.text, f"call {self.call_id} partial")
+                where = f"call {self.call_id} partial"
+                vector = _vector_or_none(assistant, speaker, tr.text, False, where)
             self.loop.call_soon_threadsafe(self._on_partial, channel, generation, tr, vector)
 
         self.scheduler.submit_partial(
@@ -316,13 +315,15 @@ class LiveCall:
         return {**build_report(self.pipe, list(self.events)), "diarization": self.diarization()}
 
 
-def _vector_or_none(pipe: CallPipeline, speaker: str, text: str, where: str) -> Any:
-    """The line's sentence vector if it will be matched; a failure costs only that (the
-    pipeline then matches the words alone)."""
-    if not pipe.wants_vector(speaker) or pipe.assistant is None:
+def _vector_or_none(
+    assistant: Assistant | None, speaker: str, text: str, final: bool, where: str
+) -> Any:
+    """The line's sentence vector if it will be matched for suggestions. On a failure the
+    pipeline tries once more when it matches, and failing again loses only the suggestion."""
+    if assistant is None or not assistant.will_match(speaker, text, final):
         return None
     try:
-        return pipe.assistant.embed(text)
+        return assistant.embed(text)
     except Exception:
         log.exception("%s: sentence embedding failed", where)
         return None

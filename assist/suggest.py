@@ -51,12 +51,20 @@ class Assistant:
     _dismissed: set[str] = field(default_factory=set)
     _ids: int = 0
 
+    @property
+    def label(self) -> str:
+        """``playbook@version``, as call.started and reports name it."""
+        return f"{self.playbook.playbook}@{self.playbook.version}"
+
     def embed(self, text: str) -> np.ndarray | None:
         """The query vector, computed where it is cheap to wait (the ASR worker thread)."""
         return self.matcher.embed(text)
 
-    def wants(self, speaker: str) -> bool:
-        """Whether this speaker's lines are matched at all (the customer side, by default)."""
+    def will_match(self, speaker: str, text: str, final: bool) -> bool:
+        """Whether this line is matched at all (so worth embedding): a speaker some intent
+        listens to (the customer side, by default), and a partial long enough to mean it."""
+        if not final and len(tokens(text)) < self.playbook.min_partial_words:
+            return False
         return any(_speaker_ok(i.speaker, speaker) for i in self.playbook.intents if i.enabled)
 
     def on_transcript(
@@ -72,9 +80,7 @@ class Assistant:
         out: list[Suggestion] = []
         if final:
             out.extend(self._observe_contexts(speaker, t_end, text))
-        if not self.wants(speaker):
-            return out
-        if not final and len(tokens(text)) < self.playbook.min_partial_words:
+        if not self.will_match(speaker, text, final):
             return out
         margin = 0.0 if final else self.playbook.partial_margin
         base = self.playbook.threshold if self.playbook.threshold is not None else None
@@ -184,43 +190,51 @@ class Assistant:
         return out
 
 
-def _card(intent: Intent, sid: str, trigger: dict[str, Any] | None) -> Suggestion:
+def _fields(sid: str, source: str, title: str, script: list[str], **rest: Any) -> Suggestion:
+    """Every field of a suggestion card, defaults filled in (one shape for all sources)."""
     return {
         "suggestion_id": sid,
-        "source": "playbook",
-        "intent": intent.id,
-        "rule_id": None,
-        "title": intent.title,
-        "script": list(intent.script),
-        "action": intent.action,
-        "kb": [k.model_dump(exclude_none=True) for k in intent.kb],
-        "score": None,
-        "rank": 1,
-        "reason": "",
-        "severity": "info",
-        "trigger": trigger,
-        "blocked_by": [],
-    }
-
-
-def rule_prompt(alert: dict[str, Any], prompt: list[str], sid: str) -> Suggestion:
-    """A QA rule's prompt (e.g. the disclosure wording) as a suggestion card."""
-    return {
-        "suggestion_id": sid,
-        "source": "rule",
+        "source": source,
         "intent": None,
-        "rule_id": alert["rule_id"],
-        "title": alert["message"],
-        "script": list(prompt),
+        "rule_id": None,
+        "title": title,
+        "script": list(script),
         "action": None,
         "kb": [],
         "score": None,
         "rank": 1,
-        "reason": f"rule {alert['rule_id']}",
-        "severity": alert.get("severity", "info"),
+        "reason": "",
+        "severity": "info",
         "trigger": None,
         "blocked_by": [],
+        **rest,
     }
+
+
+def _card(intent: Intent, sid: str, trigger: dict[str, Any] | None) -> Suggestion:
+    return _fields(
+        sid,
+        "playbook",
+        intent.title,
+        intent.script,
+        intent=intent.id,
+        action=intent.action,
+        kb=[k.model_dump(exclude_none=True) for k in intent.kb],
+        trigger=trigger,
+    )
+
+
+def rule_prompt(alert: dict[str, Any], prompt: list[str], sid: str) -> Suggestion:
+    """A QA rule's prompt (e.g. the disclosure wording) as a suggestion card."""
+    return _fields(
+        sid,
+        "rule",
+        alert["message"],
+        prompt,
+        rule_id=alert["rule_id"],
+        reason=f"rule {alert['rule_id']}",
+        severity=alert.get("severity", "info"),
+    )
 
 
 def _speaker_ok(wanted: str, speaker: str) -> bool:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from qa_rules.schema import KINDS, CompositeRule, RulePack
 
 BUILTIN_PACKS = Path(__file__).parent / "packs"
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -125,15 +126,14 @@ def load_yaml(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
     return node, data
 
 
-def parse_pack(text: str, filename: str) -> RulePack:
-    """Parse one pack's YAML text. Raises RuleError naming file/line/field."""
+def parse_yaml_model(text: str, filename: str, model: type[M], shape: str) -> M:
+    """Validate one YAML mapping as ``model``. Raises RuleError naming file/line/field;
+    ``shape`` tells what the top level should look like when it is not a mapping."""
     node, data = load_yaml(text, filename)
     if not isinstance(data, dict):
-        raise RuleError(
-            [RuleIssue(filename, 1, "", "a rule pack is a mapping with 'pack' and 'rules' keys")]
-        )
+        raise RuleError([RuleIssue(filename, 1, "", shape)])
     try:
-        return RulePack.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         issues = []
         for err in exc.errors():
@@ -146,6 +146,13 @@ def parse_pack(text: str, filename: str) -> RulePack:
                 msg = f"missing 'kind' (one of: {', '.join(KINDS)})"
             issues.append(RuleIssue(filename, yaml_line_of(node, loc), field_path(loc, data), msg))
         raise RuleError(issues) from exc
+
+
+def parse_pack(text: str, filename: str) -> RulePack:
+    """Parse one pack's YAML text. Raises RuleError naming file/line/field."""
+    return parse_yaml_model(
+        text, filename, RulePack, "a rule pack is a mapping with 'pack' and 'rules' keys"
+    )
 
 
 def pack_files(path: str | Path, what: str = "rule packs") -> list[Path]:

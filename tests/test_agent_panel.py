@@ -62,14 +62,10 @@ def _rule(rule_id: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def state(asr, packs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:  # type: ignore[no-untyped-def]
-    # Module fixtures start before conftest's per-test home: give this server its own store.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CALLWATCH_HOME", str(tmp_path_factory.mktemp("panel-home")))
-        mp.delenv("CALLWATCH_DB_URL", raising=False)
-        st = make_state(asr, packs, auth=True)
-        yield st
-        st.scheduler.close()
+def state(asr, packs) -> Iterator[App]:  # type: ignore[no-untyped-def]
+    st = make_state(asr, packs, auth=True)  # its store is in the session's throwaway home
+    yield st
+    st.scheduler.close()
 
 
 @pytest.fixture(scope="module")
