@@ -8,8 +8,10 @@ report is built from the events.
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ class AuditOptions:
     diarize: DiarizeOptions = field(default_factory=DiarizeOptions)
     # Enrolled agents (agent id -> unit voiceprint) that decide roles on mono recordings.
     voiceprints: dict[str, np.ndarray] = field(default_factory=dict)
+    agent_id: str | None = None  # the agent on these calls (the board filters by it)
+    started_at: float | None = None  # when the call happened (None: the file's mtime)
 
 
 def call_id_for(paths: list[str]) -> str:
@@ -88,6 +92,8 @@ def run_pipeline(
         rule_packs=[f"{p.pack}@{p.version}" for p in packs],
         playbook=assistant.label if assistant else None,
         diarization=diarization,
+        agent_id=opts.agent_id,
+        started_at=opts.started_at if opts.started_at is not None else time.time(),
     )
     block = int(opts.block_s * SAMPLE_RATE)
     n = max(c.samples.size for c in audio.channels)
@@ -128,6 +134,11 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
     silence = sum(s["duration"] for s in pipe.silences)
     report = {
         "call_id": pipe.call_id,
+        "mode": started.get("mode"),
+        "agent_id": started.get("agent_id"),
+        "protocol": started.get("protocol"),
+        "language": started.get("language"),
+        "started_at": started.get("started_at"),
         "sources": started.get("sources", []),
         "duration_s": round(duration, 2),
         "model": started.get("model"),
@@ -140,7 +151,17 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
         "alerts": [
             {
                 k: a[k]
-                for k in ("rule_id", "severity", "t", "speaker", "message", "audience", "evidence")
+                for k in (
+                    "seq",
+                    "rule_id",
+                    "severity",
+                    "t",
+                    "speaker",
+                    "message",
+                    "audience",
+                    "evidence",
+                    "emitted_at",
+                )
             }
             for a in pipe.alerts
         ],
@@ -208,6 +229,8 @@ def audit_file(
     assist: AssistLibrary | None = None,
 ) -> dict[str, Any]:
     opts = options or AuditOptions()
+    if opts.started_at is None:  # a recording happened when it was written, not when audited
+        opts = replace(opts, started_at=os.path.getmtime(path))
     audio = read_call(path, customer_path, opts.agent_channel)
     audio, diarization = separate_speakers(audio, opts.diarize, asr, opts.voiceprints)
     paths = [path] + ([customer_path] if customer_path else [])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assist.cli_assist import add_assist_commands, playbooks_or_report
+from assist.cli_board import add_board_commands
 
 if TYPE_CHECKING:
     from models.emotion import EmotionAnalyzer
@@ -176,7 +177,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     from assist.audit import AuditOptions, audit_file
     from assist.diarization import DiarizeOptions
-    from assist.report import to_csv, to_json, to_table
+    from assist.report import to_csv, to_html, to_json, to_table
     from assist.store import Store, StoreError
     from audio.errors import AudioError
     from audio.vad import VadConfig
@@ -214,6 +215,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             vad=VadConfig(aggressiveness=args.vad),
             diarize=DiarizeOptions(args.diarize, args.pyannote_dir),
             voiceprints=_voiceprints(args.db, args.agent),
+            agent_id=args.agent[0] if args.agent and len(args.agent) == 1 else None,
         )
         if args.diarize == "pyannote":
             opts.diarize.diarizer()  # load (or refuse) the pipeline before any file is read
@@ -286,6 +288,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         text = to_json(reports, with_events=args.events)
     elif args.format == "csv":
         text = to_csv(reports)
+    elif args.format == "html":
+        text = to_html(reports)
     else:
         text = to_table(reports, transcript=not args.no_transcript)
     if args.out:
@@ -404,7 +408,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         assist=not args.no_assist,
         playbooks=args.playbook,
         auth=not args.no_auth,
+        audit_dirs=args.audit_dir,
+        max_upload_mb=args.max_upload_mb,
     )
+    if args.max_upload_mb < 1:
+        print("error: --max-upload-mb must be at least 1", file=sys.stderr)
+        return 2
     if not args.no_assist and playbooks_or_report(args.playbook) is None:
         return 2  # refuse a broken playbook before loading any model
     where = f"http://{args.host}:{args.port}/agent"
@@ -544,7 +553,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from assist.demo import run_demo
 
-    return run_demo(speed=args.speed, model=args.model, partials=args.partials, port=args.port)
+    return run_demo(
+        speed=args.speed,
+        model=args.model,
+        partials=args.partials,
+        port=args.port,
+        board=not args.no_board,
+        board_port=args.board_port,
+        rounds=args.rounds,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -594,7 +611,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="enrolled agent expected on these calls (repeatable; default: every enrolled agent)",
     )
-    a.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    a.add_argument(
+        "--format",
+        choices=["table", "json", "csv", "html"],
+        default="table",
+        help="html: one printable report per call (the browser's Print gives a PDF)",
+    )
     a.add_argument("--out", metavar="PATH", help="write the report here instead of stdout")
     a.add_argument("--events", action="store_true", help="include every event in JSON output")
     a.add_argument(
@@ -662,6 +684,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help='keep mono ("mixed") streams as one speaker instead of finding speakers live',
     )
+    s.add_argument(
+        "--audit-dir",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="recording folder the board may audit (repeatable; default "
+        "$CALLWATCH_HOME/recordings); nothing outside these folders is read",
+    )
+    s.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=200,
+        help="largest recording the board may upload for an audit, per file (default 200)",
+    )
     s.set_defaults(func=_cmd_serve)
 
     p2 = sub.add_parser("replay", help="play a recording into a server as a live call")
@@ -688,6 +724,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", default=os.environ.get("CALLWATCH_MODEL", "tiny.en"))
     d.add_argument("--partials", action="store_true", help="also print partial transcripts")
     d.add_argument("--port", type=int, help="server port (default: a free one)")
+    d.add_argument(
+        "--board-port", type=int, help="supervisor board port (default 8501, else a free one)"
+    )
+    d.add_argument("--no-board", action="store_true", help="no supervisor board")
+    d.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="replay the calls this many times, then stop (default 0: until Ctrl-C)",
+    )
     d.set_defaults(func=_cmd_demo)
 
     w = sub.add_parser("webhooks", help="webhook deliveries that failed (dead letters)")
@@ -730,6 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
     ar.set_defaults(func=_cmd_agents_remove)
 
     add_assist_commands(sub)
+    add_board_commands(sub)
 
     r = sub.add_parser("rules", help="work with QA rule packs")
     rsub = r.add_subparsers(dest="rules_command", required=True)

@@ -1,10 +1,12 @@
-"""``callwatch demo``: a live server on localhost with the bundled demo calls replayed into
-it, one per protocol, printing the events agents and supervisors would see."""
+"""``callwatch demo``: a live server and the supervisor board on localhost, with the bundled
+demo calls replayed into the server (one per protocol, again and again until Ctrl-C),
+printing the events agents and supervisors would see."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -76,8 +78,16 @@ def agent_panel_tokens(state: App) -> dict[str, str]:
 
 
 def run_demo(
-    speed: float = 1.0, model: str = "tiny.en", partials: bool = False, port: int | None = None
+    speed: float = 1.0,
+    model: str = "tiny.en",
+    partials: bool = False,
+    port: int | None = None,
+    board: bool = True,
+    board_port: int | None = None,
+    rounds: int = 0,
 ) -> int:
+    """Server + supervisor board + the demo calls, replayed ``rounds`` times (0: until
+    Ctrl-C), so the board always has live calls on its floor."""
     from assist.cli import _print_event
 
     missing = [n for n, _, _ in PLAN if not (DEMO_CALLS / f"{n}.wav").exists()]
@@ -87,13 +97,15 @@ def run_demo(
     print(f"loading {model} and starting the server ...", file=sys.stderr)
     state = App(ServerConfig(model=model))
     panels = agent_panel_tokens(state)
+    board_proc: subprocess.Popen[bytes] | None = None
 
     def on_event(ev: dict[str, Any], lat: float) -> None:
         if ev["type"] == "transcript.partial" and not partials:
             return
         _print_event(ev, lat)
 
-    async def all_calls(url: str) -> list[Any]:
+    async def all_calls(url: str, round_: int) -> list[Any]:
+        tag = "" if round_ == 1 else f"-{round_}"
         return await asyncio.gather(
             *(
                 replay(
@@ -101,7 +113,7 @@ def run_demo(
                     str(DEMO_CALLS / f"{name}.wav"),
                     protocol=proto,
                     speed=speed,
-                    call_id=f"demo-{name}",
+                    call_id=f"demo-{name}{tag}",
                     agent_id=agent,
                     on_event=on_event,
                 )
@@ -112,6 +124,9 @@ def run_demo(
     try:
         with running_server(state, port) as url:
             http = url.replace("ws://", "http://")
+            if board:
+                board_proc, board_url = start_board(http, board_port)
+                print(f"supervisor board: {board_url}", file=sys.stderr)
             print(
                 f"server on {http} - replaying {len(PLAN)} demo calls "
                 f"at {speed:g}x (twilio, audiohook, raw)",
@@ -123,21 +138,23 @@ def run_demo(
                     file=sys.stderr,
                 )
             print(file=sys.stderr)
-            results = asyncio.run(all_calls(url))
-            print("\nsummary", file=sys.stderr)
-            for (name, proto, _), res in zip(PLAN, results, strict=True):
-                alerts = [e for e in res.events if e["type"] == "alert"]
-                card = next(
-                    (e for e in res.events if e["type"] == "scorecard"), {"score": float("nan")}
-                )
-                finals = sorted(x for x in res.latency.get("transcript.final", []) if x == x)
-                p50 = finals[len(finals) // 2] if finals else float("nan")
-                print(
-                    f"  {name:<12} via {proto:<9} score {card['score']:5.1f}  alerts {len(alerts):2d}  "
-                    f"final latency p50 {p50:.2f} s",
-                    file=sys.stderr,
-                )
+            round_ = 0
+            while rounds == 0 or round_ < rounds:
+                round_ += 1
+                results = asyncio.run(all_calls(url, round_))
+                print_summary(results, round_)
+                if rounds == 0 or round_ < rounds:
+                    print(
+                        "the calls are replayed again in 10 s; Ctrl-C stops the demo"
+                        + (f" (the board stays at {board_url} until then)" if board else ""),
+                        file=sys.stderr,
+                    )
+                    time.sleep(10)
+    except KeyboardInterrupt:
+        print("\nstopping the demo", file=sys.stderr)
     finally:
+        if board_proc is not None:
+            stop_board(board_proc)
         if state.store is not None:
             for token in panels.values():  # the links die with the demo
                 info = state.store.check_token(token) if token else None
@@ -145,3 +162,45 @@ def run_demo(
                     state.store.revoke_token(info["id"])
         state.close()
     return 0
+
+
+def start_board(server: str, port: int | None) -> tuple[subprocess.Popen[bytes], str]:
+    """The Streamlit board on ``port`` (default 8501, else a free one), ready to open."""
+    from dashboard.launch import run_board, wait_ready
+
+    port = port or (8501 if port_free(8501) else free_port())
+    proc = run_board([server], port=port)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, timeout_s=60)
+    return proc, url
+
+
+def stop_board(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def print_summary(results: list[Any], round_: int) -> None:
+    print(f"\nsummary (round {round_})", file=sys.stderr)
+    for (name, proto, _), res in zip(PLAN, results, strict=True):
+        alerts = [e for e in res.events if e["type"] == "alert"]
+        card = next((e for e in res.events if e["type"] == "scorecard"), {"score": float("nan")})
+        finals = sorted(x for x in res.latency.get("transcript.final", []) if x == x)
+        p50 = finals[len(finals) // 2] if finals else float("nan")
+        print(
+            f"  {name:<12} via {proto:<9} score {card['score']:5.1f}  alerts {len(alerts):2d}  "
+            f"final latency p50 {p50:.2f} s",
+            file=sys.stderr,
+        )

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -84,11 +85,16 @@ async def replay(
     drop_at_s: float | None = None,
     settle_s: float = 30.0,
     mixed: bool | None = None,
+    hold_at_s: float | None = None,
+    release: threading.Event | None = None,
 ) -> ReplayResult:
     """Stream one call into ``url`` (``ws://host:port``); returns the events it got back.
 
     ``mixed`` sends one mono mix of both sides (raw protocol, channel ``mixed``) so the
     server has to find the speakers; mono files are always sent that way.
+
+    ``hold_at_s`` with ``release`` stops sending at that point of the recording, keeping the
+    call open, until ``release`` is set (a call that stays live for as long as a test needs).
 
     ``drop_at_s`` cuts the connection abruptly at that point of the recording (a hang-up
     without a stop message), for fault tests.
@@ -148,7 +154,14 @@ async def replay(
         await sender.begin()
         t0 = time.monotonic()
         t0_box.append(t0)
+        hold_frame = int(hold_at_s / FRAME_S) if hold_at_s is not None and release else -1
         for k in range(n_frames):
+            if k == hold_frame and release is not None:
+                # keep the call open, sending nothing, until the caller lets it go on
+                while not release.is_set():
+                    await asyncio.sleep(0.05)
+                t0 = time.monotonic() - k * FRAME_S / speed
+                t0_box[0] = t0
             delay = t0 + k * FRAME_S / speed - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)

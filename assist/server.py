@@ -9,8 +9,11 @@ Consume:
     WS  /v1/agents/{agent_id}/events   everything about that agent's calls (token: see below)
     GET /v1/agents/{agent_id}/session  check an agent's token; the agent's active calls
     WS  /v1/calls/{call_id}/events     one call (supervisor drill-down)
-    GET /v1/calls                      active and recent calls
     GET /v1/calls/{call_id}            transcript, alerts, scorecard
+Supervisor board (assist/board_api.py, assist/audit_api.py, assist/export.py):
+    GET /v1/calls (live, stored, filtered), GET /v1/calls/{id}/events, GET /v1/alerts,
+    POST /v1/alerts/{call_id}/{seq}/ack|assign|reopen, GET /v1/search,
+    /v1/audits..., GET /v1/calls/{id}/audio, GET /v1/calls/{id}/export
     GET /healthz, GET /metrics
 Agent assist:
     GET /v1/playbooks, POST /v1/calls/{id}/suggestions/{sid}/feedback, GET /v1/suggestions/feedback
@@ -39,7 +42,10 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from assist.audit_api import AuditJobs, add_audit_routes
+from assist.board_api import add_board_routes
 from assist.bus import EventBus
+from assist.export import add_export_routes
 from assist.panel import add_panel_routes
 from assist.playbook import BUILTIN_PLAYBOOKS, load_playbooks
 from assist.rules_registry import (
@@ -91,6 +97,10 @@ class ServerConfig:
     assist: bool = True  # playbook suggestions for agents
     playbooks: str | None = None  # playbook file or folder (None: the built-in one)
     auth: bool = True  # agent routes need a token (see the module docstring)
+    # Server-side recording folders the board may audit (None: $CALLWATCH_HOME/recordings);
+    # no path outside them (and the uploads folder) is ever read.
+    audit_dirs: list[str] = field(default_factory=list)
+    max_upload_mb: int = 200  # per uploaded recording
 
 
 ADAPTERS: dict[str, Callable[[], Any]] = {
@@ -142,6 +152,7 @@ class App:
         if config.diarize:
             shared_encoder()  # load the 17 MB speaker encoder now, not on the first mono call
         self.webhooks = WebhookDispatcher(config.webhooks, self.store)
+        self.audits = AuditJobs(self)  # recordings audited on request (the board's Audits page)
         self.started = time.time()
         self.protocol_errors = 0
 
@@ -151,6 +162,7 @@ class App:
         return self.rules.packs
 
     def close(self) -> None:
+        self.audits.close()
         self.scheduler.close()
 
 
@@ -225,15 +237,6 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
     async def call_events(ws: WebSocket, call_id: str) -> None:
         await stream_events(cw_of(ws), ws, call_id=call_id)
 
-    @app.get("/v1/calls")
-    async def list_calls(status: str | None = None) -> dict[str, Any]:
-        cw: App = app.state.cw
-        calls = [c.summary() for c in cw.calls.calls.values()]
-        if status:
-            calls = [c for c in calls if c["status"] == status]
-        calls.sort(key=lambda c: (c["status"] != "active", -c["critical_alerts"], -c["started_at"]))
-        return {"calls": calls}
-
     @app.get("/v1/calls/{call_id}")
     async def get_call(call_id: str) -> dict[str, Any]:
         cw: App = app.state.cw
@@ -246,9 +249,12 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
                 return {**report, "status": "ended"}
         raise HTTPException(status_code=404, detail=f"no call {call_id!r}")
 
+    add_board_routes(app)
     add_rules_routes(app)
     add_assist_routes(app)
     add_panel_routes(app)
+    add_audit_routes(app)
+    add_export_routes(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

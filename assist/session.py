@@ -18,6 +18,7 @@ from typing import Any
 from assist.audit import build_report, emotion_summary
 from assist.bus import EventBus
 from assist.events import Event
+from assist.facts import call_facts
 from assist.pipeline import AsrJob, CallPipeline
 from assist.store import Store, StoreError
 from assist.suggest import Assistant, AssistLibrary
@@ -84,6 +85,7 @@ class LiveCall:
         self.started_wall = time.time()
         self.ended_reason: str | None = None
         self.events: list[Event] = []
+        self._facts: dict[str, Any] | None = None
         self._channels = [_ChannelState() for _ in info.channels]
         self._done = asyncio.Event()
         self._closing = False
@@ -99,6 +101,7 @@ class LiveCall:
             playbook=assistant.label if assistant else None,
             metadata=info.metadata,
             diarization=self.diarization(),
+            started_at=self.started_wall,
         )
         self._flush()
 
@@ -273,6 +276,23 @@ class LiveCall:
             "critical_alerts": sum(1 for a in alerts if a.get("severity") == "critical"),
             "last_alert": alerts[-1]["message"] if alerts else None,
             "mood": self.mood(),
+        }
+
+    def listing(self) -> dict[str, Any]:
+        """The summary plus what the board lists and filters calls by (``assist.facts``)."""
+        if self._facts is None or self.active:
+            facts = call_facts(self.report())
+            if not self.active:
+                self._facts = facts  # an ended call no longer changes
+        else:
+            facts = self._facts
+        card = next((e for e in reversed(self.events) if e["type"] == "scorecard"), None)
+        return {
+            **self.summary(),
+            "mode": "live",
+            "sources": [],
+            "score": card["score"] if card else None,
+            "facts": facts,
         }
 
     def mood(self) -> dict[str, Any]:

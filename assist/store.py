@@ -38,10 +38,14 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from assist.facts import call_facts
 
 metadata = MetaData()
 
@@ -57,6 +61,11 @@ calls = Table(
     Column("model", String(128)),
     Column("report", JSON),
     Column("updated_at", String(32), nullable=False),
+    # listed and filtered by the board without loading reports (added in 0.2; see _upgrade)
+    Column("agent_id", String(128), index=True),
+    Column("started_at", Float, index=True),  # epoch seconds, UTC
+    Column("language", String(16)),
+    Column("facts", JSON),  # assist.facts.call_facts(report)
 )
 
 events = Table(
@@ -140,6 +149,21 @@ suggestion_feedback = Table(
     Column("at", String(32), nullable=False),
 )
 
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("call_id", String(128), primary_key=True),
+    Column("seq", Integer, primary_key=True),  # the alert event's seq in its call
+    Column("status", String(16), nullable=False),  # open | acknowledged
+    Column("assignee", String(256)),
+    Column("acked_by", String(256)),
+    Column("acked_at", String(32)),
+    Column("note", Text),
+    Column("updated_by", String(256)),
+    Column("updated_at", String(32)),
+)
+
+ALERT_STATUSES = ("open", "acknowledged")
 ROLES = ("agent", "supervisor", "qa", "admin")
 VERDICTS = ("helpful", "not_helpful", "dismissed", "copied")
 
@@ -175,8 +199,28 @@ class Store:
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
+            self._upgrade()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open store {self.url}: {exc}") from exc
+
+    def _upgrade(self) -> None:
+        """Bring a store made by an older callwatch up to date: add the columns the board
+        lists calls by, and fill them in from the stored reports."""
+        have = {c["name"] for c in inspect(self.engine).get_columns("calls")}
+        missing = [c for c in calls.columns if c.name not in have]
+        if not missing:
+            return
+        with self.engine.begin() as conn:
+            for col in missing:
+                kind = col.type.compile(dialect=self.engine.dialect)
+                conn.execute(text(f"ALTER TABLE calls ADD COLUMN {col.name} {kind}"))
+            rows = conn.execute(select(calls.c.call_id, calls.c.report)).all()
+            for call_id, report in rows:
+                conn.execute(
+                    calls.update()
+                    .where(calls.c.call_id == call_id)
+                    .values(**_listed(dict(report or {})))
+                )
 
     def save_report(self, report: dict[str, Any], mode: str = "audit") -> None:
         """Replace the stored call with this report and its events (idempotent)."""
@@ -191,6 +235,7 @@ class Store:
             "model": report.get("model"),
             "report": body,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **_listed(body),
         }
         try:
             with self.engine.begin() as conn:
@@ -221,24 +266,167 @@ class Store:
             row = conn.execute(select(calls.c.report).where(calls.c.call_id == call_id)).first()
         return dict(row[0]) if row else None
 
-    def list_calls(self) -> list[dict[str, Any]]:
+    def list_calls(
+        self,
+        agent: str | None = None,
+        mode: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        exclude: Iterable[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Stored calls, newest first, without their reports (``facts`` instead)."""
+        q = select(
+            calls.c.call_id,
+            calls.c.mode,
+            calls.c.sources,
+            calls.c.duration_s,
+            calls.c.score,
+            calls.c.alerts,
+            calls.c.updated_at,
+            calls.c.agent_id,
+            calls.c.started_at,
+            calls.c.language,
+            calls.c.facts,
+        ).order_by(calls.c.started_at.desc(), calls.c.updated_at.desc())
+        q = _call_filters(q, agent, mode, since, until, min_score, max_score, exclude)
+        if limit is not None:
+            q = q.limit(limit).offset(offset)
         with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    select(
-                        calls.c.call_id,
-                        calls.c.mode,
-                        calls.c.sources,
-                        calls.c.duration_s,
-                        calls.c.score,
-                        calls.c.alerts,
-                        calls.c.updated_at,
-                    ).order_by(calls.c.updated_at.desc())
-                )
-                .mappings()
-                .all()
-            )
+            rows = conn.execute(q).mappings().all()
         return [dict(r) for r in rows]
+
+    def count_calls(
+        self,
+        agent: str | None = None,
+        mode: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        exclude: Iterable[str] = (),
+    ) -> int:
+        """How many stored calls ``list_calls`` would give without a limit."""
+        q = _call_filters(
+            select(func.count()).select_from(calls),
+            agent,
+            mode,
+            since,
+            until,
+            min_score,
+            max_score,
+            exclude,
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def alert_rows(
+        self,
+        call_id: str | None = None,
+        agent: str | None = None,
+        exclude: Iterable[str] = (),
+        since: float | None = None,
+    ) -> list[tuple[dict[str, Any], str | None]]:
+        """Stored alert events with their call's agent, oldest first; ``since``: only calls
+        stored since then (a call stored earlier raised all its alerts before that)."""
+        q = (
+            select(events.c.payload, calls.c.agent_id)
+            .select_from(events.join(calls, events.c.call_id == calls.c.call_id))
+            .where(events.c.type == "alert")
+            .order_by(events.c.call_id, events.c.seq)
+        )
+        if call_id:
+            q = q.where(events.c.call_id == call_id)
+        if agent:
+            q = q.where(calls.c.agent_id == agent)
+        if since is not None:
+            stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
+            q = q.where(calls.c.updated_at >= stamp)
+        skip = list(exclude)
+        if skip:
+            q = q.where(events.c.call_id.not_in(skip))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [(json.loads(r[0]), r[1]) for r in rows]
+
+    def alert_states(
+        self, call_ids: Iterable[str] | None = None
+    ) -> dict[tuple[str, int], dict[str, Any]]:
+        """What supervisors did with alerts: (call_id, seq) -> state row."""
+        q = select(alert_states)
+        if call_ids is not None:
+            q = q.where(alert_states.c.call_id.in_(list(call_ids)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        return {(r["call_id"], r["seq"]): dict(r) for r in rows}
+
+    def set_alert_state(
+        self,
+        call_id: str,
+        seq: int,
+        by: str,
+        status: str | None = None,
+        assignee: str | None = None,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """Acknowledge, reopen or assign one alert; returns its state row."""
+        if status is not None and status not in ALERT_STATUSES:
+            raise ValueError(f"status must be one of {ALERT_STATUSES}")
+        key = (alert_states.c.call_id == call_id) & (alert_states.c.seq == seq)
+        now = _now()
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(select(alert_states).where(key)).mappings().first()
+                state = dict(row) if row else {"call_id": call_id, "seq": seq, "status": "open"}
+                if status == "acknowledged":
+                    state.update(status=status, acked_by=by, acked_at=now)
+                elif status == "open":
+                    state.update(status=status, acked_by=None, acked_at=None)
+                if assignee is not None:
+                    state["assignee"] = assignee.strip() or None
+                if note is not None:
+                    state["note"] = note
+                state.update(updated_by=by, updated_at=now)
+                if row:
+                    conn.execute(alert_states.update().where(key).values(**state))
+                else:
+                    conn.execute(alert_states.insert().values(**state))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot update alert {call_id}:{seq} in {self.url}: {exc}") from exc
+        return state
+
+    def search_transcripts(
+        self, q: str, agent: str | None = None, limit: int = 50, exclude: Iterable[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Final transcript lines containing ``q`` (any case), newest calls first."""
+        needle = q.strip().lower()
+        if not needle:
+            return []
+        like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sel = (
+            select(events.c.payload, calls.c.agent_id, calls.c.mode)
+            .select_from(events.join(calls, events.c.call_id == calls.c.call_id))
+            .where(events.c.type == "transcript.final")
+            .where(func.lower(events.c.payload).like(like, escape="\\"))
+            .order_by(calls.c.started_at.desc(), events.c.call_id, events.c.seq)
+        )
+        if agent:
+            sel = sel.where(calls.c.agent_id == agent)
+        skip = list(exclude)
+        if skip:
+            sel = sel.where(events.c.call_id.not_in(skip))
+        hits: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            for payload, agent_id, mode in conn.execute(sel):
+                ev = json.loads(payload)
+                if needle in str(ev.get("text", "")).lower():  # not a key or a word list
+                    hits.append(transcript_hit(ev, agent_id, mode))
+                    if len(hits) >= limit:
+                        break
+        return hits
 
     def events_for(self, call_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -505,6 +693,58 @@ class Store:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _call_filters(
+    q: Any,
+    agent: str | None,
+    mode: str | None,
+    since: float | None,
+    until: float | None,
+    min_score: float | None,
+    max_score: float | None,
+    exclude: Iterable[str],
+) -> Any:
+    if agent:
+        q = q.where(calls.c.agent_id == agent)
+    if mode:
+        q = q.where(calls.c.mode == mode)
+    if since is not None:
+        q = q.where(calls.c.started_at >= since)
+    if until is not None:
+        q = q.where(calls.c.started_at < until)
+    if min_score is not None:
+        q = q.where(calls.c.score >= min_score)
+    if max_score is not None:
+        q = q.where(calls.c.score <= max_score)
+    skip = list(exclude)
+    if skip:
+        q = q.where(calls.c.call_id.not_in(skip))
+    return q
+
+
+def _listed(report: dict[str, Any]) -> dict[str, Any]:
+    """The columns the board lists and filters calls by, from a report."""
+    started = report.get("started_at")
+    return {
+        "agent_id": report.get("agent_id"),
+        "started_at": float(started) if isinstance(started, int | float) else None,
+        "language": report.get("language"),
+        "facts": call_facts(report),
+    }
+
+
+def transcript_hit(ev: dict[str, Any], agent_id: str | None, mode: str | None) -> dict[str, Any]:
+    """One search hit: where a line was said."""
+    return {
+        "call_id": ev["call_id"],
+        "agent_id": agent_id,
+        "mode": mode,
+        "speaker": ev.get("speaker"),
+        "t": ev.get("t"),
+        "t_end": ev.get("t_end"),
+        "text": ev.get("text", ""),
+    }
 
 
 def _now() -> str:

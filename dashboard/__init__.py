@@ -1,1 +1,2 @@
-"""Supervisor board (Streamlit). It talks to the server's HTTP API only; arrives with the live server."""
+"""The supervisor board: a Streamlit app (``dashboard/app.py``, ``callwatch dashboard``) that
+talks to one or more callwatch servers only through their HTTP API (``dashboard/client.py``)."""

@@ -57,3 +57,13 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own store so nothing leaks between tests or into ~/.local."""
     monkeypatch.setenv("CALLWATCH_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("CALLWATCH_DB_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def board(asr, packs, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One real server for the board's tests, with the demo calls replayed into it
+    (see tests/board_server.py)."""
+    from tests.board_server import board_server
+
+    with board_server(asr, packs, tmp_path_factory.mktemp("board")) as b:
+        yield b

@@ -1,0 +1,133 @@
+"""Start the board as its own process (``streamlit run dashboard/app.py``) against one or more
+servers: used by ``callwatch dashboard``, ``callwatch demo`` and the browser tests."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+APP = Path(__file__).resolve().parent / "app.py"
+REPO = APP.parent.parent
+
+
+def board_env(
+    servers: str | list[str], token: str | None = None, user: str | None = None
+) -> dict[str, str]:
+    """The environment the board reads its settings from (dashboard/common.py)."""
+    env = dict(os.environ)
+    env["CALLWATCH_SERVER"] = servers if isinstance(servers, str) else ",".join(servers)
+    if token:
+        env["CALLWATCH_TOKEN"] = token
+    if user:
+        env["CALLWATCH_USER"] = user
+    # the pages import ``dashboard.*``: make that work from a source checkout too
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+    return env
+
+
+def board_command(port: int, host: str, headless: bool) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true" if headless else "false",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "minimal",
+        "--theme.primaryColor",
+        "#1f6feb",  # blue: red stays the colour of critical alerts
+    ]
+
+
+def run_board(
+    servers: str | list[str],
+    port: int = 8501,
+    host: str = "127.0.0.1",
+    token: str | None = None,
+    user: str | None = None,
+    headless: bool = True,
+    log_path: str | Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start the board in the background; stop it with ``proc.terminate()``. Its output goes
+    to ``log_path`` when given (else stdout is dropped and errors go to our stderr)."""
+    log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 (child keeps it)
+    try:
+        return subprocess.Popen(
+            board_command(port, host, headless),
+            env=board_env(servers, token, user),
+            cwd=str(REPO),
+            stdout=log if log is not None else subprocess.DEVNULL,
+            stderr=log if log is not None else None,
+        )
+    finally:
+        if log is not None:
+            log.close()  # the child holds its own descriptor
+
+
+def wait_ready(
+    url: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Block until the board at ``url`` answers its health check; RuntimeError if it does
+    not within ``timeout_s`` (or its process exits)."""
+    deadline = time.monotonic() + timeout_s
+    health = f"{url.rstrip('/')}/_stcore/health"
+    while True:
+        try:
+            if httpx.get(health, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the board exited with code {proc.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the board at {url} was not ready within {timeout_s:g} s")
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dashboard.launch --server URL``: run the board in the foreground."""
+    p = argparse.ArgumentParser(prog="callwatch dashboard", description=__doc__)
+    p.add_argument(
+        "--server",
+        action="append",
+        help="callwatch server URL (repeat for several; default $CALLWATCH_SERVER or "
+        "http://127.0.0.1:8080)",
+    )
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--token", default=os.environ.get("CALLWATCH_TOKEN"))
+    p.add_argument("--user", default=os.environ.get("CALLWATCH_USER"))
+    args = p.parse_args(argv)
+    servers = args.server or os.environ.get("CALLWATCH_SERVER", "http://127.0.0.1:8080")
+    proc = run_board(servers, args.port, args.host, args.token, args.user, headless=True)
+    print(f"board on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
