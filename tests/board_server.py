@@ -18,6 +18,8 @@ Agents: clean and cancel calls are ``sarah``'s, the breach call is ``emma``'s (a
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import shutil
 import threading
 import time
@@ -29,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from assist.demo import DEMO_CALLS, PLAN
+from assist.demo import DEMO_CALLS, PLAN, free_port
 from assist.replay import ReplayResult, replay
 from assist.server import App
 from tests.live_server import make_state, running_server
@@ -155,3 +157,53 @@ def board_server(asr: Any, packs: Any, home: Path) -> Iterator[Board]:
                 break
             time.sleep(0.1)
         yield board
+
+
+# -- a server that is down, slow or empty (each board page must say so) ---------------------
+@contextmanager
+def sleepy_server(delay_s: float = 3.0) -> Iterator[str]:
+    """An HTTP server that answers every request only after ``delay_s``: a server too slow
+    for the board's timeout."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(delay_s)
+            body = json.dumps({"calls": [], "total": 0}).encode()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:
+                pass  # the client gave up long ago
+
+        do_POST = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def empty_server(asr: Any, packs: Any) -> Iterator[str]:
+    """A real server with no calls at all; yields its http:// URL."""
+    state = make_state(asr, packs, assist=False)
+    try:
+        with running_server(state) as ws:
+            yield ws.replace("ws://", "http://")
+    finally:
+        state.close()
+
+
+def closed_port_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"

@@ -7,12 +7,10 @@ Screenshots land in ``tests/artifacts/agent_panel*.png`` for a human to look at.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,29 +19,14 @@ import yaml
 
 from assist.replay import ReplayResult, replay
 from assist.server import App
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, need_chromium
 from tests.conftest import DEMO, REPO
 from tests.live_server import make_state, running_server
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = REPO / "tests" / "artifacts"
 
-if not CHROMIUM.exists():
-    if os.environ.get("CI"):  # .ci/run installs it: in CI a missing browser is a failure
-        raise RuntimeError(f"browser tests need Chromium at {CHROMIUM}")
-    pytest.skip(f"browser tests need Chromium at {CHROMIUM}", allow_module_level=True)
-pytest.importorskip("playwright.sync_api", reason="browser tests need playwright")
+need_chromium()
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 

@@ -13,10 +13,8 @@ import datetime as dt
 import io
 import math
 import shutil
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from assist.demo import DEMO_CALLS, free_port
 from dashboard import insights
 from dashboard.client import CallwatchClient
 from dashboard.common import duration
+from tests.board_server import empty_server, sleepy_server
 from tests.live_server import make_state, running_server
 
 pytestmark = pytest.mark.slow
@@ -427,35 +426,10 @@ def test_pages_say_when_the_server_is_down(name: str, env: pytest.MonkeyPatch) -
     assert any("Cannot reach the callwatch server" in e and url in e for e in errors), errors
 
 
-class _SlowHandler(BaseHTTPRequestHandler):
-    def _slow(self) -> None:
-        time.sleep(2.0)
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b"{}")
-        except OSError:
-            pass  # the client gave up long ago
-
-    do_GET = _slow
-    do_POST = _slow
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def slow_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with sleepy_server(delay_s=2.0) as url:
+        yield url
 
 
 @pytest.mark.parametrize("name", PAGE_NAMES)
@@ -469,21 +443,21 @@ def test_pages_say_when_the_server_is_slow(
 
 
 @pytest.fixture
-def empty_server(asr: Any, packs: Any) -> Iterator[str]:
-    with running_server(make_state(asr, packs)) as ws:
-        yield ws
+def empty(asr: Any, packs: Any) -> Iterator[str]:
+    with empty_server(asr, packs) as url:
+        yield url
 
 
-def test_pages_on_an_empty_server(empty_server: str, env: pytest.MonkeyPatch) -> None:
-    audits = page_at("audits", empty_server, env)
+def test_pages_on_an_empty_server(empty: str, env: pytest.MonkeyPatch) -> None:
+    audits = page_at("audits", empty, env)
     assert "No audits yet: upload recordings or pick a folder." in texts(audits, "info")
     assert "No audited calls yet: upload recordings or pick a folder." in texts(audits, "info")
 
-    ins = page_at("insights", empty_server, env)
+    ins = page_at("insights", empty, env)
     assert "No calls in this range." in texts(ins, "info")
     assert not ins.metric
 
-    rules = page_at("rules", empty_server, env)
+    rules = page_at("rules", empty, env)
     [table] = frames_with(rules, "kind")
     assert "greeting" in set(table["id"])
     assert "No versions" not in " ".join(texts(rules, "info"))

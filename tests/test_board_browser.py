@@ -7,7 +7,6 @@ look at."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,29 +16,13 @@ import pytest
 
 from assist.demo import free_port
 from dashboard.launch import run_board, wait_ready
-from tests.conftest import REPO
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, need_chromium
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = REPO / "tests" / "artifacts"
 WIDTH = 1400
 
-if not CHROMIUM.exists():
-    if os.environ.get("CI"):  # .ci/run installs it: in CI a missing browser is a failure
-        raise RuntimeError(f"browser tests need Chromium at {CHROMIUM}")
-    pytest.skip(f"browser tests need Chromium at {CHROMIUM}", allow_module_level=True)
-pytest.importorskip("playwright.sync_api", reason="browser tests need playwright")
+need_chromium()
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 

@@ -20,8 +20,8 @@ from dashboard.common import call_link, md_escape
 from dashboard.pages.call import highlighted_index, live_partials
 from dashboard.pages.floor import attention_key
 from dashboard.timeline import timeline_chart, timeline_data, timeline_panels
+from tests.board_server import closed_port_url, empty_server, sleepy_server
 from tests.conftest import REPO
-from tests.test_board_client import closed_port_url, empty_server, sleepy_server
 
 PAGES = REPO / "dashboard" / "pages"
 SUPERVISOR = "sam (supervisor)"
