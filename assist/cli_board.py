@@ -44,8 +44,10 @@ def _servers(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from assist.demo import stop_on_sigterm
     from dashboard.launch import run_board, wait_ready
 
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     servers = _servers(args)
     for url in servers:
         base = url.replace("ws://", "http://").replace("wss://", "https://").rstrip("/")
@@ -57,12 +59,12 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     proc = run_board(servers, port=args.port, host=args.host, token=args.token, user=args.user)
     url = f"http://{args.host}:{args.port}"
     try:
-        wait_ready(url, timeout_s=60)
+        wait_ready(url, timeout_s=60, proc=proc)
         print(f"supervisor board: {url} (servers: {', '.join(servers)})", file=sys.stderr)
         return proc.wait()
     except KeyboardInterrupt:
         return 0
-    except (TimeoutError, RuntimeError) as exc:
+    except RuntimeError as exc:
         print(f"error: the board did not start: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -5,6 +5,7 @@ printing the events agents and supervisors would see."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import uvicorn
 
 from assist.replay import replay
 from assist.server import MAX_FRAME_BYTES, App, ServerConfig, create_app
+from assist.store import callwatch_home
 
 DEMO_CALLS = Path(__file__).resolve().parents[1] / "demo" / "calls"
 PLAN = [
@@ -98,6 +100,7 @@ def run_demo(
     state = App(ServerConfig(model=model))
     panels = agent_panel_tokens(state)
     board_proc: subprocess.Popen[bytes] | None = None
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` stops it as cleanly as Ctrl-C
 
     def on_event(ev: dict[str, Any], lat: float) -> None:
         if ev["type"] == "transcript.partial" and not partials:
@@ -125,8 +128,12 @@ def run_demo(
         with running_server(state, port) as url:
             http = url.replace("ws://", "http://")
             if board:
-                board_proc, board_url = start_board(http, board_port)
-                print(f"supervisor board: {board_url}", file=sys.stderr)
+                try:
+                    board_proc, board_url = start_board(http, board_port)
+                    print(f"supervisor board: {board_url}", file=sys.stderr)
+                except RuntimeError as exc:  # the calls and agent panels still work
+                    print(f"warning: the supervisor board did not start: {exc}", file=sys.stderr)
+                    board = False
             print(
                 f"server on {http} - replaying {len(PLAN)} demo calls "
                 f"at {speed:g}x (twilio, audiohook, raw)",
@@ -164,14 +171,26 @@ def run_demo(
     return 0
 
 
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    """A SIGTERM handler: stop like Ctrl-C, so children (the board) are stopped too."""
+    raise KeyboardInterrupt
+
+
 def start_board(server: str, port: int | None) -> tuple[subprocess.Popen[bytes], str]:
-    """The Streamlit board on ``port`` (default 8501, else a free one), ready to open."""
+    """The Streamlit board on ``port`` (default 8501, else a free one), ready to open; its
+    own log goes to ``$CALLWATCH_HOME/board.log``."""
     from dashboard.launch import run_board, wait_ready
 
     port = port or (8501 if port_free(8501) else free_port())
-    proc = run_board([server], port=port)
+    log = callwatch_home() / "board.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = run_board([server], port=port, log_path=log)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, timeout_s=60)
+    try:
+        wait_ready(url, timeout_s=60, proc=proc)
+    except RuntimeError as exc:
+        stop_board(proc)
+        raise RuntimeError(f"{exc} (its log: {log})") from exc
     return proc, url
 
 

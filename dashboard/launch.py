@@ -3,7 +3,6 @@ servers: used by ``callwatch dashboard``, ``callwatch demo`` and the browser tes
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -99,35 +98,3 @@ def wait_ready(
         if time.monotonic() > deadline:
             raise RuntimeError(f"the board at {url} was not ready within {timeout_s:g} s")
         time.sleep(0.2)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m dashboard.launch --server URL``: run the board in the foreground."""
-    p = argparse.ArgumentParser(prog="callwatch dashboard", description=__doc__)
-    p.add_argument(
-        "--server",
-        action="append",
-        help="callwatch server URL (repeat for several; default $CALLWATCH_SERVER or "
-        "http://127.0.0.1:8080)",
-    )
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--token", default=os.environ.get("CALLWATCH_TOKEN"))
-    p.add_argument("--user", default=os.environ.get("CALLWATCH_USER"))
-    args = p.parse_args(argv)
-    servers = args.server or os.environ.get("CALLWATCH_SERVER", "http://127.0.0.1:8080")
-    proc = run_board(servers, args.port, args.host, args.token, args.user, headless=True)
-    print(f"board on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

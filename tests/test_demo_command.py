@@ -71,3 +71,36 @@ def test_demo_brings_up_server_board_and_live_calls(tmp_path: Path) -> None:
     assert float(scores["breach_call"]) < float(scores["clean_call"])
     assert re.search(r"agent panel for sarah: http://127\.0\.0\.1:\d+/agent\?agent=sarah", text)
     assert port_free(board_port), "the board was left running"
+
+
+def test_dashboard_command_starts_the_board_and_stops_with_it(tmp_path: Path) -> None:
+    """`callwatch dashboard` for a server that is not up yet: it says so, the board starts
+    anyway (its pages say so too), and a SIGTERM takes the board down with it."""
+    down, board_port = free_port(), free_port()
+    env = {**os.environ, "CALLWATCH_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "assist.cli", "dashboard", "--server", f"127.0.0.1:{down}"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(board_port), "--user", "sam"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line.rstrip())
+            if "supervisor board:" in line:
+                break
+        assert any(f"server 127.0.0.1:{down} does not answer yet" in ln for ln in lines), lines
+        assert lines[-1].startswith(f"supervisor board: http://127.0.0.1:{board_port}")
+        assert httpx.get(f"http://127.0.0.1:{board_port}/_stcore/health", timeout=10).text == "ok"
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 10
+    while not port_free(board_port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert port_free(board_port), "the board outlived the command"
