@@ -40,6 +40,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from assist.audit import AuditOptions, audit_file
+from assist.board_api import request_user
 from assist.diarization import DiarizeOptions
 from assist.store import StoreError, callwatch_home
 from audio.errors import AudioError
@@ -778,10 +779,6 @@ def _folder_request(body: Any) -> tuple[str, list[str] | None, str | None]:
     return folder, files, pattern
 
 
-def _user(request: Request) -> str:
-    return (request.headers.get("x-callwatch-user") or "").strip()[:200] or "anonymous"
-
-
 def add_audit_routes(app: FastAPI) -> None:
     def cw_of(request: Request) -> App:
         cw: App = request.app.state.cw
@@ -809,7 +806,7 @@ def add_audit_routes(app: FastAPI) -> None:
                 await asyncio.to_thread(shutil.rmtree, cw.audits.uploads / job_id, True)
                 raise HTTPException(status_code=422, detail=str(exc)) from None
             return cw.audits.submit(
-                files, _user(request), agent_id, channel, folder=None, job_id=job_id
+                files, request_user(request), agent_id, channel, folder=None, job_id=job_id
             )
         try:
             body = json.loads(await request.body())
@@ -824,7 +821,7 @@ def add_audit_routes(app: FastAPI) -> None:
             picked = await asyncio.to_thread(cw.audits.select, folder, names, pattern)
         except BadRequest as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
-        return cw.audits.submit(picked, _user(request), agent_id, channel, folder=folder)
+        return cw.audits.submit(picked, request_user(request), agent_id, channel, folder=folder)
 
     @app.get("/v1/audits")
     async def list_audits(request: Request) -> dict[str, Any]:

@@ -10,12 +10,13 @@ every supervisor see the same state.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Request
 
-from assist.store import StoreError, transcript_hit
+from assist.store import CallQuery, StoreError, transcript_hit
 
 if TYPE_CHECKING:
     from assist.server import App
@@ -74,34 +75,6 @@ def stored_summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _matches(
-    c: dict[str, Any],
-    status: str | None,
-    agent: str | None,
-    mode: str | None,
-    since: float | None,
-    until: float | None,
-    min_score: float | None,
-    max_score: float | None,
-    failed_rule: str | None,
-    fired_rule: str | None,
-) -> bool:
-    facts = c.get("facts") or {}
-    started = c.get("started_at")
-    score = c.get("score")
-    return not (
-        (status and c["status"] != status)
-        or (agent and c.get("agent_id") != agent)
-        or (mode and c.get("mode") != mode)
-        or (since is not None and (started is None or started < since))
-        or (until is not None and (started is None or started >= until))
-        or (min_score is not None and (score is None or score < min_score))
-        or (max_score is not None and (score is None or score > max_score))
-        or (failed_rule and failed_rule not in facts.get("failed_rules", []))
-        or (fired_rule and fired_rule not in facts.get("fired_rules", {}))
-    )
-
-
 def _alert_out(
     ev: dict[str, Any],
     agent_id: str | None,
@@ -126,8 +99,10 @@ def _alert_out(
     }
 
 
-def _user(request: Request) -> str:
-    return (request.headers.get("x-callwatch-user") or "").strip() or "anonymous"
+def request_user(request: Request) -> str:
+    """Who did something (an edit, an acknowledgement, an audit): ``X-Callwatch-User``,
+    trusted until tokens cover every route (issue 9)."""
+    return (request.headers.get("x-callwatch-user") or "").strip()[:256] or "anonymous"
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -173,34 +148,34 @@ def add_board_routes(app: FastAPI) -> None:
             raise HTTPException(status_code=422, detail=f"scope is one of: {', '.join(SCOPES)}")
         _limit(limit, offset)
         cw = cw_of(request)
-        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
-        filters = (status, agent, mode, t0, t1, min_score, max_score, failed_rule, fired_rule)
+        query = CallQuery(
+            status=status,
+            agent=agent,
+            mode=mode,
+            since=parse_time(since, "since"),
+            until=parse_time(until, "until"),
+            min_score=min_score,
+            max_score=max_score,
+            failed_rule=failed_rule,
+            fired_rule=fired_rule,
+        )
         live = [c.listing() for c in list(cw.calls.calls.values())] if scope != "stored" else []
-        out = [c for c in live if _matches(c, *filters)]
+        out = [c for c in live if query.matches(c)]
         total = len(out)
         if scope != "live" and cw.store is not None and status != "active":
-            # rule filters look inside facts (Python); the rest page in SQL
-            in_sql = not failed_rule and not fired_rule
-            where: dict[str, Any] = {
-                "agent": agent,
-                "mode": mode,
-                "since": t0,
-                "until": t1,
-                "min_score": min_score,
-                "max_score": max_score,
-                "exclude": list(cw.calls.calls) if scope == "all" else [],
-            }
-            stored_total = 0
+            stored = replace(query, exclude=tuple(cw.calls.calls) if scope == "all" else ())
+            # rule filters look inside facts (Python); the rest page and count in SQL
+            paged = stored.all_in_sql
             try:
                 rows = await asyncio.to_thread(
-                    cw.store.list_calls, **where, limit=offset + limit if in_sql else None
+                    cw.store.list_calls, stored, offset + limit if paged else None
                 )
-                if in_sql:
-                    stored_total = await asyncio.to_thread(cw.store.count_calls, **where)
+                found = [s for s in map(stored_summary, rows) if stored.matches(s)]
+                total += (
+                    await asyncio.to_thread(cw.store.count_calls, stored) if paged else len(found)
+                )
             except StoreError as exc:
                 raise HTTPException(status_code=503, detail=str(exc)) from exc
-            found = [s for s in map(stored_summary, rows) if _matches(s, *filters)]
-            total += stored_total if in_sql else len(found)
             out += found
         if scope == "live":
             out.sort(
@@ -313,7 +288,7 @@ def add_board_routes(app: FastAPI) -> None:
             raise HTTPException(status_code=404, detail=f"no alert {call_id}:{seq}")
         try:
             state = await asyncio.to_thread(
-                cw.store.set_alert_state, call_id, seq, _user(request), **change
+                cw.store.set_alert_state, call_id, seq, request_user(request), **change
             )
         except StoreError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc

@@ -43,7 +43,7 @@ from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSoc
 from starlette.websockets import WebSocketState
 
 from assist.audit_api import AuditJobs, add_audit_routes
-from assist.board_api import add_board_routes
+from assist.board_api import add_board_routes, request_user
 from assist.bus import EventBus
 from assist.export import add_export_routes
 from assist.panel import add_panel_routes
@@ -329,11 +329,6 @@ async def _rules_call(fn: Callable[..., Any], *args: Any) -> Any:
         raise _rules_error(exc) from exc
 
 
-def _author(request: Request) -> str:
-    # Who made a change; real tokens and roles come later (see docs/rules.md).
-    return (request.headers.get("x-callwatch-user") or "").strip() or "anonymous"
-
-
 async def _rules_body(request: Request, what: str) -> tuple[Any, str]:
     """(body, comment): YAML text as-is, or a decoded JSON body; the comment comes from
     ``X-Callwatch-Comment`` or the JSON body's ``comment``."""
@@ -442,7 +437,7 @@ def add_rules_routes(app: FastAPI) -> None:
         body, comment = await _rules_body(request, '"yaml" (and "comment")')
         existed = pack in {p.pack for p in reg.packs}
         info, changed = await _rules_call(
-            reg.put_pack, pack, _yaml_of(body), _author(request), comment
+            reg.put_pack, pack, _yaml_of(body), request_user(request), comment
         )
         if not existed:
             response.status_code = 201
@@ -451,7 +446,9 @@ def add_rules_routes(app: FastAPI) -> None:
     @app.delete("/v1/rules/{pack}")
     async def delete_pack(request: Request, pack: str) -> dict[str, Any]:
         comment = request.headers.get("x-callwatch-comment") or ""
-        info = await _rules_call(rules_of(request).delete_pack, pack, _author(request), comment)
+        info = await _rules_call(
+            rules_of(request).delete_pack, pack, request_user(request), comment
+        )
         return {**info.to_dict(), "deleted": True}
 
     @app.get("/v1/rules/{pack}/versions")
@@ -469,7 +466,7 @@ def add_rules_routes(app: FastAPI) -> None:
         if raw and "json" in request.headers.get("content-type", ""):
             _, comment = await _rules_body(request, '"comment"')
         info, changed = await _rules_call(
-            rules_of(request).restore, pack, n, _author(request), comment
+            rules_of(request).restore, pack, n, request_user(request), comment
         )
         return _version_reply(info, changed)
 
@@ -493,7 +490,7 @@ def add_rules_routes(app: FastAPI) -> None:
                 rule = {k: v for k, v in body.items() if k != "comment"}
         existed = any(r.id == rule_id for p in reg.packs if p.pack == pack for r in p.rules)
         info, changed = await _rules_call(
-            reg.put_rule, pack, rule_id, rule, _author(request), comment
+            reg.put_rule, pack, rule_id, rule, request_user(request), comment
         )
         if not existed:
             response.status_code = 201
@@ -503,7 +500,7 @@ def add_rules_routes(app: FastAPI) -> None:
     async def delete_rule(request: Request, pack: str, rule_id: str) -> dict[str, Any]:
         comment = request.headers.get("x-callwatch-comment") or ""
         info, changed = await _rules_call(
-            rules_of(request).delete_rule, pack, rule_id, _author(request), comment
+            rules_of(request).delete_rule, pack, rule_id, request_user(request), comment
         )
         return _version_reply(info, changed)
 

@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,65 @@ ROLES = ("agent", "supervisor", "qa", "admin")
 VERDICTS = ("helpful", "not_helpful", "dismissed", "copied")
 
 
+@dataclass(frozen=True)
+class CallQuery:
+    """Which calls to list: every field given narrows, None means any. The same query
+    filters stored calls in SQL (``where``) and live calls or facts in Python (``matches``)."""
+
+    status: str | None = None  # active | ended
+    agent: str | None = None
+    mode: str | None = None  # live | audit
+    since: float | None = None  # started at or after (epoch s)
+    until: float | None = None  # started before
+    min_score: float | None = None
+    max_score: float | None = None
+    failed_rule: str | None = None  # failed on the scorecard (in facts)
+    fired_rule: str | None = None  # raised an alert (in facts)
+    exclude: tuple[str, ...] = ()  # call ids to leave out (live calls already listed)
+
+    @property
+    def all_in_sql(self) -> bool:
+        """True when ``where`` alone decides, so SQL can page and count."""
+        return not self.failed_rule and not self.fired_rule
+
+    def where(self, q: Any) -> Any:
+        """Add the SQL-able conditions to a select over ``calls``."""
+        c = calls.c
+        if self.agent:
+            q = q.where(c.agent_id == self.agent)
+        if self.mode:
+            q = q.where(c.mode == self.mode)
+        if self.since is not None:
+            q = q.where(c.started_at >= self.since)
+        if self.until is not None:
+            q = q.where(c.started_at < self.until)
+        if self.min_score is not None:
+            q = q.where(c.score >= self.min_score)
+        if self.max_score is not None:
+            q = q.where(c.score <= self.max_score)
+        if self.exclude:
+            q = q.where(c.call_id.not_in(list(self.exclude)))
+        return q
+
+    def matches(self, call: dict[str, Any]) -> bool:
+        """Whether a call summary (live listing or stored row) passes every field."""
+        facts = call.get("facts") or {}
+        started = call.get("started_at")
+        score = call.get("score")
+        return not (
+            (self.status and call.get("status") != self.status)
+            or (self.agent and call.get("agent_id") != self.agent)
+            or (self.mode and call.get("mode") != self.mode)
+            or (self.since is not None and (started is None or started < self.since))
+            or (self.until is not None and (started is None or started >= self.until))
+            or (self.min_score is not None and (score is None or score < self.min_score))
+            or (self.max_score is not None and (score is None or score > self.max_score))
+            or (self.failed_rule and self.failed_rule not in facts.get("failed_rules", []))
+            or (self.fired_rule and self.fired_rule not in facts.get("fired_rules", {}))
+            or call.get("call_id") in self.exclude
+        )
+
+
 class StoreError(RuntimeError):
     """The store cannot be opened or written; the message says where and why."""
 
@@ -267,18 +327,10 @@ class Store:
         return dict(row[0]) if row else None
 
     def list_calls(
-        self,
-        agent: str | None = None,
-        mode: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        min_score: float | None = None,
-        max_score: float | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-        exclude: Iterable[str] = (),
+        self, query: CallQuery | None = None, limit: int | None = None, offset: int = 0
     ) -> list[dict[str, Any]]:
-        """Stored calls, newest first, without their reports (``facts`` instead)."""
+        """Stored calls, newest first, without their reports (``facts`` instead). Only the
+        query's SQL fields apply here; ``CallQuery.matches`` checks the rest."""
         q = select(
             calls.c.call_id,
             calls.c.mode,
@@ -292,34 +344,16 @@ class Store:
             calls.c.language,
             calls.c.facts,
         ).order_by(calls.c.started_at.desc(), calls.c.updated_at.desc())
-        q = _call_filters(q, agent, mode, since, until, min_score, max_score, exclude)
+        q = (query or CallQuery()).where(q)
         if limit is not None:
             q = q.limit(limit).offset(offset)
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
         return [dict(r) for r in rows]
 
-    def count_calls(
-        self,
-        agent: str | None = None,
-        mode: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        min_score: float | None = None,
-        max_score: float | None = None,
-        exclude: Iterable[str] = (),
-    ) -> int:
+    def count_calls(self, query: CallQuery | None = None) -> int:
         """How many stored calls ``list_calls`` would give without a limit."""
-        q = _call_filters(
-            select(func.count()).select_from(calls),
-            agent,
-            mode,
-            since,
-            until,
-            min_score,
-            max_score,
-            exclude,
-        )
+        q = (query or CallQuery()).where(select(func.count()).select_from(calls))
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
@@ -693,34 +727,6 @@ class Store:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _call_filters(
-    q: Any,
-    agent: str | None,
-    mode: str | None,
-    since: float | None,
-    until: float | None,
-    min_score: float | None,
-    max_score: float | None,
-    exclude: Iterable[str],
-) -> Any:
-    if agent:
-        q = q.where(calls.c.agent_id == agent)
-    if mode:
-        q = q.where(calls.c.mode == mode)
-    if since is not None:
-        q = q.where(calls.c.started_at >= since)
-    if until is not None:
-        q = q.where(calls.c.started_at < until)
-    if min_score is not None:
-        q = q.where(calls.c.score >= min_score)
-    if max_score is not None:
-        q = q.where(calls.c.score <= max_score)
-    skip = list(exclude)
-    if skip:
-        q = q.where(calls.c.call_id.not_in(skip))
-    return q
 
 
 def _listed(report: dict[str, Any]) -> dict[str, Any]:

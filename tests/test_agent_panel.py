@@ -48,7 +48,7 @@ def _rule(rule_id: str) -> dict[str, Any]:
 def state(asr, packs) -> Iterator[App]:  # type: ignore[no-untyped-def]
     st = make_state(asr, packs, auth=True)  # its store is in the session's throwaway home
     yield st
-    st.scheduler.close()
+    st.close()
 
 
 @pytest.fixture(scope="module")

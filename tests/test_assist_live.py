@@ -29,7 +29,7 @@ SMALL_TALK = {"okay", "the ninth of october", "no goodbye", "fine thank you i su
 def state(asr, packs) -> Iterator[App]:  # type: ignore[no-untyped-def]
     st = make_state(asr, packs, auth=True)
     yield st
-    st.scheduler.close()
+    st.close()
 
 
 @pytest.fixture(scope="module")

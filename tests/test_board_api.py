@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from assist.facts import call_facts
-from assist.store import Store
+from assist.store import CallQuery, Store
 
 pytestmark = pytest.mark.slow
 
@@ -177,7 +177,7 @@ def test_an_older_store_is_upgraded_in_place(tmp_path: Path) -> None:
     assert row["agent_id"] == "ann" and row["started_at"] == 1_790_000_000.0
     assert row["facts"]["failed_rules"] == ["greeting"]
     assert row["facts"]["fired_rules"] == {"greeting": 1}
-    assert Store(f"sqlite:///{db}").list_calls(agent="ann")  # opening again changes nothing
+    assert Store(f"sqlite:///{db}").list_calls(CallQuery(agent="ann"))  # opened again: no change
 
 
 def test_call_facts_counts_what_the_board_needs() -> None:

@@ -292,7 +292,7 @@ def test_safe_filename() -> None:
 def state(asr, packs) -> Iterator[App]:  # type: ignore[no-untyped-def]
     st = make_state(asr, packs)
     yield st
-    st.scheduler.close()
+    st.close()
 
 
 @pytest.fixture(scope="module")

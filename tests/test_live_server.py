@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 def state(asr, packs) -> Iterator[App]:  # type: ignore[no-untyped-def]
     st = make_state(asr, packs)
     yield st
-    st.scheduler.close()
+    st.close()
 
 
 @pytest.fixture(scope="module")

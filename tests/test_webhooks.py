@@ -426,7 +426,7 @@ def test_live_call_alerts_reach_the_webhook_signed(asr, packs) -> None:  # type:
                 asyncio.run(until(lambda: len(hooked()) >= len(ws_alerts), timeout=60))
                 metrics = httpx.get(f"{url.replace('ws://', 'http://')}/metrics").json()
         finally:
-            state.scheduler.close()
+            state.close()
     got = hooked()
     assert [(e["rule_id"], e["seq"]) for e in got] == [(e["rule_id"], e["seq"]) for e in ws_alerts]
     assert got == ws_alerts
