@@ -34,6 +34,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,17 @@ class ServerConfig:
     # no path outside them (and the uploads folder) is ever read.
     audit_dirs: list[str] = field(default_factory=list)
     max_upload_mb: int = 200  # per uploaded recording
+    # -- scale-out and durability (docs/deployment.md) --
+    # This server among several behind one store; a restart under the same id marks the
+    # calls it left unfinished "interrupted".
+    instance_id: str = field(default_factory=lambda: default_instance_id())
+    bus_url: str | None = None  # redis://host:6379/0 shares events between instances
+    retention_days: int | None = None  # delete audio and transcripts older than this
+
+
+def default_instance_id() -> str:
+    """``$CALLWATCH_INSTANCE_ID``, else the host name (stable across restarts)."""
+    return os.environ.get("CALLWATCH_INSTANCE_ID") or socket.gethostname()
 
 
 ADAPTERS: dict[str, Callable[[], Any]] = {
