@@ -40,6 +40,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from assist.audit import AuditOptions, audit_file
+from assist.auth import guard
 from assist.board_api import request_user
 from assist.diarization import DiarizeOptions
 from assist.store import StoreError, callwatch_home
@@ -784,11 +785,11 @@ def add_audit_routes(app: FastAPI) -> None:
         cw: App = request.app.state.cw
         return cw
 
-    @app.get("/v1/audits/folders")
+    @app.get("/v1/audits/folders", dependencies=[guard("audits:run")])
     async def audit_folders(request: Request) -> dict[str, Any]:
         return {"folders": await asyncio.to_thread(cw_of(request).audits.list_folders)}
 
-    @app.post("/v1/audits", status_code=202)
+    @app.post("/v1/audits", status_code=202, dependencies=[guard("audits:run")])
     async def create_audit(request: Request) -> dict[str, Any]:
         cw = cw_of(request)
         if cw.store is None:
@@ -823,18 +824,18 @@ def add_audit_routes(app: FastAPI) -> None:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return cw.audits.submit(picked, request_user(request), agent_id, channel, folder=folder)
 
-    @app.get("/v1/audits")
+    @app.get("/v1/audits", dependencies=[guard("audits:run")])
     async def list_audits(request: Request) -> dict[str, Any]:
         return {"jobs": cw_of(request).audits.jobs()}
 
-    @app.get("/v1/audits/{job_id}")
+    @app.get("/v1/audits/{job_id}", dependencies=[guard("audits:run")])
     async def get_audit(request: Request, job_id: str) -> dict[str, Any]:
         job = cw_of(request).audits.get(job_id)
         if job is None:
             raise HTTPException(status_code=404, detail=f"no audit job {job_id!r}")
         return job
 
-    @app.post("/v1/audits/{job_id}/cancel")
+    @app.post("/v1/audits/{job_id}/cancel", dependencies=[guard("audits:run")])
     async def cancel_audit(request: Request, job_id: str) -> dict[str, Any]:
         audits = cw_of(request).audits
         job = audits.cancel(job_id)
@@ -847,7 +848,7 @@ def add_audit_routes(app: FastAPI) -> None:
             await asyncio.sleep(0.05)
         return audits.get(job_id) or job
 
-    @app.get("/v1/calls/{call_id}/audio")
+    @app.get("/v1/calls/{call_id}/audio", dependencies=[guard("audio:read")])
     async def call_audio(request: Request, call_id: str) -> FileResponse:
         cw = cw_of(request)
         path: Path | None = None

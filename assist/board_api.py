@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Request
 
+from assist.auth import Principal, guard, principal_of
+from assist.cluster import remote_live_calls
 from assist.store import CallQuery, StoreError, transcript_hit
 
 if TYPE_CHECKING:
@@ -58,11 +60,12 @@ def stored_summary(row: dict[str, Any]) -> dict[str, Any]:
         "call_id": row["call_id"],
         "agent_id": row.get("agent_id"),
         "mode": row.get("mode"),
-        "protocol": None,
-        "channels": None,
+        "protocol": row.get("protocol"),
+        "channels": row.get("channels"),
         "language": row.get("language"),
-        "status": "ended",
-        "ended_reason": None,
+        "status": row.get("status") or "ended",
+        "ended_reason": row.get("ended_reason"),
+        "instance_id": row.get("instance_id"),
         "started_at": row.get("started_at"),
         "duration_s": row.get("duration_s"),
         "score": row.get("score"),
@@ -100,9 +103,21 @@ def _alert_out(
 
 
 def request_user(request: Request) -> str:
-    """Who did something (an edit, an acknowledgement, an audit): ``X-Callwatch-User``,
-    trusted until tokens cover every route (issue 9)."""
+    """Who did something (an edit, an acknowledgement, an audit): the token's label (or
+    agent) with auth on; with auth off, ``X-Callwatch-User`` (the guard's admin is named so)."""
+    p = getattr(request.state, "principal", None)
+    if isinstance(p, Principal):
+        return p.name
     return (request.headers.get("x-callwatch-user") or "").strip()[:256] or "anonymous"
+
+
+def _own_agent(request: Request, agent: str | None) -> tuple[str | None, bool]:
+    """(the agent filter to apply, whether anything can match): an agent token sees its
+    own calls only, whatever ``agent`` it asks for."""
+    own = principal_of(request).own_agent
+    if own is None:
+        return agent, True
+    return own, agent in (None, "", own)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -126,7 +141,7 @@ def add_board_routes(app: FastAPI) -> None:
         cw: App = request.app.state.cw
         return cw
 
-    @app.get("/v1/calls")
+    @app.get("/v1/calls", dependencies=[guard("calls:read")])
     async def list_calls(
         request: Request,
         scope: str = "live",
@@ -143,10 +158,13 @@ def add_board_routes(app: FastAPI) -> None:
         offset: int = 0,
     ) -> dict[str, Any]:
         """Calls, filtered. ``live`` (default): this server's calls, active first, the most
-        critical first; ``stored`` / ``all``: newest first."""
+        critical first; ``stored`` / ``all``: newest first. An agent token lists its own."""
         if scope not in SCOPES:
             raise HTTPException(status_code=422, detail=f"scope is one of: {', '.join(SCOPES)}")
         _limit(limit, offset)
+        agent, any_match = _own_agent(request, agent)
+        if not any_match:
+            return {"calls": [], "total": 0}
         cw = cw_of(request)
         query = CallQuery(
             status=status,
@@ -159,11 +177,22 @@ def add_board_routes(app: FastAPI) -> None:
             failed_rule=failed_rule,
             fired_rule=fired_rule,
         )
-        live = [c.listing() for c in list(cw.calls.calls.values())] if scope != "stored" else []
+        here = cw.config.instance_id
+        live = []
+        if scope != "stored":
+            live = [{**c.listing(), "instance_id": here} for c in list(cw.calls.calls.values())]
+            # calls live on the other instances behind the same store
+            others = await asyncio.to_thread(remote_live_calls, cw.store, here, set(cw.calls.calls))
+            live += [stored_summary(r) for r in others]
         out = [c for c in live if query.matches(c)]
         total = len(out)
         if scope != "live" and cw.store is not None and status != "active":
-            stored = replace(query, exclude=tuple(cw.calls.calls) if scope == "all" else ())
+            # stored: what has finished (live calls are listed from memory, or above)
+            stored = replace(
+                query,
+                finished=True,
+                exclude=tuple(cw.calls.calls) if scope == "all" else (),
+            )
             # rule filters look inside facts (Python); the rest page and count in SQL
             paged = stored.all_in_sql
             try:
@@ -185,7 +214,7 @@ def add_board_routes(app: FastAPI) -> None:
             out.sort(key=lambda c: -(c.get("started_at") or 0.0))
         return {"calls": out[offset : offset + limit], "total": total}
 
-    @app.get("/v1/calls/{call_id}/events")
+    @app.get("/v1/calls/{call_id}/events", dependencies=[guard("calls:read")])
     async def call_event_list(
         request: Request, call_id: str, types: str | None = None
     ) -> dict[str, Any]:
@@ -231,7 +260,7 @@ def add_board_routes(app: FastAPI) -> None:
             _alert_out(e, a, status, states.get((e["call_id"], e["seq"]))) for e, a, status in pairs
         ]
 
-    @app.get("/v1/alerts")
+    @app.get("/v1/alerts", dependencies=[guard("alerts:read")])
     async def list_alerts(
         request: Request,
         status: str = "open",
@@ -244,12 +273,20 @@ def add_board_routes(app: FastAPI) -> None:
         limit: int = 200,
         offset: int = 0,
     ) -> dict[str, Any]:
-        """The alert feed, newest first, with what supervisors did about each alert."""
+        """The alert feed, newest first, with what supervisors did about each alert (an
+        agent token: its own calls' alerts)."""
         if status not in ALERT_FILTER_STATUSES:
             raise HTTPException(
                 status_code=422, detail=f"status is one of: {', '.join(ALERT_FILTER_STATUSES)}"
             )
         _limit(limit, offset)
+        agent, any_match = _own_agent(request, agent)
+        if not any_match:
+            return {
+                "alerts": [],
+                "total": 0,
+                "counts": {"open": 0, "open_critical": 0, "acknowledged": 0},
+            }
         t0 = parse_time(since, "since")
         try:
             alerts = await all_alerts(cw_of(request), call_id, agent, t0)
@@ -299,19 +336,19 @@ def add_board_routes(app: FastAPI) -> None:
             state,
         )
 
-    @app.post("/v1/alerts/{call_id}/{seq}/ack")
+    @app.post("/v1/alerts/{call_id}/{seq}/ack", dependencies=[guard("alerts:triage")])
     async def ack_alert(request: Request, call_id: str, seq: int) -> dict[str, Any]:
         body = await _json_body(request)
         return await change_alert(
             request, call_id, seq, status="acknowledged", note=body.get("note")
         )
 
-    @app.post("/v1/alerts/{call_id}/{seq}/reopen")
+    @app.post("/v1/alerts/{call_id}/{seq}/reopen", dependencies=[guard("alerts:triage")])
     async def reopen_alert(request: Request, call_id: str, seq: int) -> dict[str, Any]:
         body = await _json_body(request)
         return await change_alert(request, call_id, seq, status="open", note=body.get("note"))
 
-    @app.post("/v1/alerts/{call_id}/{seq}/assign")
+    @app.post("/v1/alerts/{call_id}/{seq}/assign", dependencies=[guard("alerts:triage")])
     async def assign_alert(request: Request, call_id: str, seq: int) -> dict[str, Any]:
         body = await _json_body(request)
         assignee = body.get("assignee")
@@ -323,15 +360,19 @@ def add_board_routes(app: FastAPI) -> None:
             request, call_id, seq, assignee=assignee.strip()[:256], note=body.get("note")
         )
 
-    @app.get("/v1/search")
+    @app.get("/v1/search", dependencies=[guard("calls:read")])
     async def search(
         request: Request, q: str = "", agent: str | None = None, limit: int = 50
     ) -> dict[str, Any]:
-        """Final transcript lines containing ``q`` (any case), live calls first."""
+        """Final transcript lines containing ``q`` (any case), live calls first (an agent
+        token: in its own calls)."""
         _limit(limit, 0)
         needle = q.strip().lower()
         if not needle:
             raise HTTPException(status_code=422, detail="give q: the words to look for")
+        agent, any_match = _own_agent(request, agent)
+        if not any_match:
+            return {"hits": [], "total": 0}
         cw = cw_of(request)
         hits = [
             transcript_hit(e, c.info.agent_id, "live")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from assist.cli_assist import add_assist_commands, playbooks_or_report
 from assist.cli_board import add_board_commands
+from assist.cli_trust import add_trust_commands
 
 if TYPE_CHECKING:
     from models.emotion import EmotionAnalyzer
@@ -410,9 +411,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         auth=not args.no_auth,
         audit_dirs=args.audit_dir,
         max_upload_mb=args.max_upload_mb,
+        **ingest_security(args),
+        **scale_out(args),
     )
     if args.max_upload_mb < 1:
         print("error: --max-upload-mb must be at least 1", file=sys.stderr)
+        return 2
+    if args.retention_days is not None and args.retention_days < 1:
+        print("error: --retention-days must be at least 1", file=sys.stderr)
+        return 2
+    problem = ingest_security_problem(cfg)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if not args.no_assist and playbooks_or_report(args.playbook) is None:
         return 2  # refuse a broken playbook before loading any model
@@ -426,8 +436,48 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ),
         file=sys.stderr,
     )
+    if not args.no_auth:
+        print(
+            "every API route needs a token: callwatch tokens create --role "
+            "admin|supervisor|qa|agent|ingest (see docs/security.md)",
+            file=sys.stderr,
+        )
     serve(cfg, host=args.host, port=args.port)
     return 0
+
+
+def ingest_security(args: argparse.Namespace) -> dict[str, Any]:
+    """The ingest credentials and limits for ServerConfig: secrets come from the
+    environment only (a command line shows in `ps`)."""
+    keys = os.environ.get("CALLWATCH_AUDIOHOOK_API_KEYS", "")
+    return {
+        "public_url": args.public_url or None,
+        "twilio_auth_token": os.environ.get("CALLWATCH_TWILIO_AUTH_TOKEN") or None,
+        "audiohook_api_keys": [k.strip() for k in keys.split(",") if k.strip()],
+        "audiohook_client_secret": os.environ.get("CALLWATCH_AUDIOHOOK_CLIENT_SECRET") or None,
+        "ingest_msgs_per_s": args.ingest_rate,
+        "ingest_burst": args.ingest_burst,
+    }
+
+
+def ingest_security_problem(cfg: Any) -> str | None:
+    """A configuration the server would refuse every stream with, said before starting."""
+    from assist.ingest_auth import secret_key
+
+    if cfg.audiohook_client_secret:
+        try:
+            secret_key(cfg.audiohook_client_secret)
+        except ValueError as exc:
+            return f"CALLWATCH_AUDIOHOOK_CLIENT_SECRET: {exc}"
+        if not cfg.audiohook_api_keys:
+            return (
+                "CALLWATCH_AUDIOHOOK_CLIENT_SECRET is set but CALLWATCH_AUDIOHOOK_API_KEYS is not"
+            )
+    if cfg.public_url and not cfg.public_url.startswith(("ws://", "wss://", "http://", "https://")):
+        return f"--public-url {cfg.public_url!r}: give the scheme too, e.g. wss://callwatch.example.com"
+    if cfg.ingest_msgs_per_s < 0 or cfg.ingest_burst < 1:
+        return "--ingest-rate must be 0 (no limit) or more and --ingest-burst at least 1"
+    return None
 
 
 def _cmd_webhooks_failed(args: argparse.Namespace) -> int:
@@ -511,6 +561,8 @@ def _print_event(ev: dict[str, Any], latency: float) -> None:
 def _cmd_replay(args: argparse.Namespace) -> int:
     import asyncio
 
+    from websockets.exceptions import ConnectionClosed
+
     from assist.replay import replay
 
     show_partials = args.partials
@@ -534,8 +586,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 agent_channel=args.agent_channel,
                 on_event=on_event,
                 mixed=True if args.mixed else None,
+                token=args.token,
+                events_token=args.events_token,
+                twilio_auth_token=args.twilio_auth_token,
+                public_url=args.public_url,
+                api_key=args.api_key,
+                client_secret=args.client_secret,
             )
         )
+    except ConnectionClosed as exc:  # refused (credentials, limits) or dropped
+        why = f"{exc.rcvd.code} {exc.rcvd.reason}" if exc.rcvd else "no close frame"
+        print(f"error: the server closed the stream: {why}", file=sys.stderr)
+        return 1
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -562,6 +624,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         board_port=args.board_port,
         rounds=args.rounds,
     )
+
+
+def scale_out(args: argparse.Namespace) -> dict[str, Any]:
+    """ServerConfig fields for several instances and retention, where given."""
+    out: dict[str, Any] = {"retention_days": args.retention_days}
+    if args.instance_id:
+        out["instance_id"] = args.instance_id
+    if args.bus:
+        out["bus_url"] = args.bus
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -677,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--no-auth",
         action="store_true",
-        help="agent panel and agent event stream without tokens (a trusted network only)",
+        help="no tokens and open ingest: every caller is an admin (a trusted network only)",
     )
     s.add_argument(
         "--no-diarize",
@@ -693,10 +765,51 @@ def build_parser() -> argparse.ArgumentParser:
         "$CALLWATCH_HOME/recordings); nothing outside these folders is read",
     )
     s.add_argument(
+        "--instance-id",
+        metavar="ID",
+        help="this server among several sharing one store (default $CALLWATCH_INSTANCE_ID, "
+        "else the host name); stable across restarts, unique among running instances",
+    )
+    s.add_argument(
+        "--bus",
+        metavar="URL",
+        help="redis://HOST:6379/0 to share live events with other instances "
+        "(default $CALLWATCH_BUS_URL; none: this process only)",
+    )
+    s.add_argument(
+        "--retention-days",
+        type=int,
+        metavar="N",
+        help="delete transcripts and uploaded recordings of calls older than N days, hourly "
+        "(scores, alerts and the audit trail stay; default: keep everything)",
+    )
+    s.add_argument(
         "--max-upload-mb",
         type=int,
         default=200,
         help="largest recording the board may upload for an audit, per file (default 200)",
+    )
+    s.add_argument(
+        "--public-url",
+        metavar="URL",
+        default=os.environ.get("CALLWATCH_PUBLIC_URL"),
+        help="the base URL telephony platforms call (wss://host[:port][/prefix]) when a proxy "
+        "is in front: Twilio signs it, AudioHook the host (default $CALLWATCH_PUBLIC_URL). "
+        "Ingest secrets come from $CALLWATCH_TWILIO_AUTH_TOKEN, $CALLWATCH_AUDIOHOOK_API_KEYS "
+        "(comma list) and $CALLWATCH_AUDIOHOOK_CLIENT_SECRET",
+    )
+    s.add_argument(
+        "--ingest-rate",
+        type=float,
+        default=1500.0,
+        metavar="MSGS_PER_S",
+        help="messages per second one ingest stream may send (default 1500; 0: no limit)",
+    )
+    s.add_argument(
+        "--ingest-burst",
+        type=int,
+        default=3000,
+        help="messages an ingest stream may send at once above that rate (default 3000)",
     )
     s.set_defaults(func=_cmd_serve)
 
@@ -716,6 +829,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send one mono mix of both sides (raw protocol) so the server finds the speakers; "
         "mono files are always sent this way",
+    )
+    p2.add_argument(
+        "--token",
+        default=os.environ.get("CALLWATCH_TOKEN"),
+        help="API token sent on the ingest stream (ingest or admin role) and, unless "
+        "--events-token is given, on the event stream (default $CALLWATCH_TOKEN)",
+    )
+    p2.add_argument(
+        "--events-token", help="token for following the call's events (a role that reads calls)"
+    )
+    p2.add_argument(
+        "--twilio-auth-token",
+        default=os.environ.get("CALLWATCH_TWILIO_AUTH_TOKEN"),
+        help="sign the Twilio stream as Twilio does (default $CALLWATCH_TWILIO_AUTH_TOKEN)",
+    )
+    p2.add_argument(
+        "--public-url",
+        help="the URL the server knows itself by (its --public-url), for the signatures",
+    )
+    p2.add_argument(
+        "--api-key",
+        default=os.environ.get("CALLWATCH_AUDIOHOOK_API_KEY"),
+        help="AudioHook X-API-KEY (default $CALLWATCH_AUDIOHOOK_API_KEY)",
+    )
+    p2.add_argument(
+        "--client-secret",
+        default=os.environ.get("CALLWATCH_AUDIOHOOK_CLIENT_SECRET"),
+        help="AudioHook client secret (base64) to sign the request with "
+        "(default $CALLWATCH_AUDIOHOOK_CLIENT_SECRET)",
     )
     p2.set_defaults(func=_cmd_replay)
 
@@ -777,6 +919,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_assist_commands(sub)
     add_board_commands(sub)
+    add_trust_commands(sub)
 
     r = sub.add_parser("rules", help="work with QA rule packs")
     rsub = r.add_subparsers(dest="rules_command", required=True)

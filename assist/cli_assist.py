@@ -24,10 +24,18 @@ def add_assist_commands(sub: Any) -> None:
     pm.add_argument("--format", choices=["table", "json"], default="table")
     pm.set_defaults(func=_cmd_playbook_match)
 
-    tk = sub.add_parser("tokens", help="API tokens (agents sign in to their panel with one)")
+    tk = sub.add_parser(
+        "tokens", help="API tokens: every route needs one, its role says what it may do"
+    )
     tksub = tk.add_subparsers(dest="tokens_command", required=True)
     tc = tksub.add_parser("create", help="make a token; it is shown once, only its hash is kept")
-    tc.add_argument("--role", choices=["agent", "supervisor", "qa", "admin"], default="agent")
+    tc.add_argument(
+        "--role",
+        default="agent",
+        help="agent: its own calls and panel; supervisor: every call, alert triage, audits; "
+        "qa: every call, rule edits, audits; admin: everything and tokens; ingest: streaming "
+        "calls in only (see docs/security.md)",
+    )
     tc.add_argument("--agent", metavar="AGENT_ID", help="the agent an agent token belongs to")
     tc.add_argument("--label", default="", help="a note: who or what uses it")
     tc.add_argument("--db", metavar="URL")
@@ -111,8 +119,13 @@ def _intent_threshold(book: Any, intent_id: str, default: float) -> float:
 
 
 def _cmd_tokens_create(args: argparse.Namespace) -> int:
+    from assist.auth import token_request_problem  # the same checks as POST /v1/tokens
     from assist.store import Store, StoreError
 
+    problem = token_request_problem(args.role, args.agent, args.label)
+    if problem:
+        print(f"error: {problem.replace('agent_id', '--agent')}", file=sys.stderr)
+        return 2
     try:
         token = Store(args.db).create_token(args.role, args.agent, args.label)
     except (StoreError, ValueError) as exc:
@@ -129,6 +142,14 @@ def _cmd_tokens_create(args: argparse.Namespace) -> int:
             f"agent panel: http://HOST:PORT/agent?agent={args.agent}&token={token}",
             file=sys.stderr,
         )
+    elif args.role == "ingest":
+        print(
+            'for connectors: Authorization: Bearer TOKEN on /v1/ingest/*, or "token" in a raw '
+            "stream's start message",
+            file=sys.stderr,
+        )
+    else:
+        print("the board: callwatch dashboard --token TOKEN (or $CALLWATCH_TOKEN)", file=sys.stderr)
     return 0
 
 

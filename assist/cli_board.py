@@ -25,12 +25,16 @@ def add_board_commands(sub: Any) -> None:
     db.add_argument("--host", default="127.0.0.1", help="where the board listens")
     db.add_argument("--port", type=int, default=8501)
     db.add_argument(
-        "--token", default=os.environ.get("CALLWATCH_TOKEN"), help="API token for the servers"
+        "--token",
+        default=os.environ.get("CALLWATCH_TOKEN"),
+        help="API token sent on every request (default $CALLWATCH_TOKEN): a supervisor token "
+        "reads and triages, a qa token edits rules (callwatch tokens create --role ROLE)",
     )
     db.add_argument(
         "--user",
         default=os.environ.get("CALLWATCH_USER") or os.environ.get("USER"),
-        help="your name on acknowledgements and rule changes",
+        help="your name on acknowledgements and rule changes on a --no-auth server (with "
+        "tokens, the token's label is recorded)",
     )
     db.set_defaults(func=_cmd_dashboard)
 

@@ -1,6 +1,11 @@
 """``callwatch demo``: a live server and the supervisor board on localhost, with the bundled
 demo calls replayed into the server (one per protocol, again and again until Ctrl-C),
-printing the events agents and supervisors would see."""
+printing the events agents and supervisors would see.
+
+The server runs with access control on, as in production: the demo makes the tokens it
+needs (an ingest token for its replays, a supervisor token for the board and for following
+the calls, a QA token for editing rules, one agent token per panel link), prints how to sign
+in with them, and revokes them when it stops."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import httpx
 import uvicorn
 
 from assist.replay import replay
-from assist.server import MAX_FRAME_BYTES, App, ServerConfig, create_app
+from assist.server import App, ServerConfig, create_app
 from assist.store import callwatch_home
 
 DEMO_CALLS = Path(__file__).resolve().parents[1] / "demo" / "calls"
@@ -46,7 +51,7 @@ def running_server(state: App, port: int | None = None) -> Iterator[str]:
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        ws_max_size=MAX_FRAME_BYTES,
+        ws_max_size=state.config.max_frame_bytes,
         lifespan="on",
     )
     server = uvicorn.Server(config)
@@ -79,6 +84,27 @@ def agent_panel_tokens(state: App) -> dict[str, str]:
     }
 
 
+def staff_tokens(state: App) -> dict[str, str]:
+    """The demo's own tokens: ``ingest`` (its replays), ``supervisor`` (the board, and
+    following the calls), ``qa`` (rule editing); empty with auth off."""
+    if state.store is None or not state.config.auth:
+        return {"ingest": "", "supervisor": "", "qa": ""}
+    return {
+        role: state.store.create_token(role, None, f"callwatch demo {role}")
+        for role in ("ingest", "supervisor", "qa")
+    }
+
+
+def revoke_all(state: App, tokens: list[str]) -> None:
+    """Revoke the demo's tokens: the printed links and tokens die with the demo."""
+    if state.store is None:
+        return
+    for token in tokens:
+        info = state.store.check_token(token) if token else None
+        if info is not None:
+            state.store.revoke_token(info["id"])
+
+
 def run_demo(
     speed: float = 1.0,
     model: str = "tiny.en",
@@ -99,6 +125,7 @@ def run_demo(
     print(f"loading {model} and starting the server ...", file=sys.stderr)
     state = App(ServerConfig(model=model))
     panels = agent_panel_tokens(state)
+    staff = staff_tokens(state)
     board_proc: subprocess.Popen[bytes] | None = None
     signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` stops it as cleanly as Ctrl-C
 
@@ -119,6 +146,8 @@ def run_demo(
                     call_id=f"demo-{name}{tag}",
                     agent_id=agent,
                     on_event=on_event,
+                    token=staff["ingest"] or None,
+                    events_token=staff["supervisor"] or None,
                 )
                 for name, proto, agent in PLAN
             )
@@ -129,7 +158,9 @@ def run_demo(
             http = url.replace("ws://", "http://")
             if board:
                 try:
-                    board_proc, board_url = start_board(http, board_port)
+                    board_proc, board_url = start_board(
+                        http, board_port, token=staff["supervisor"] or None
+                    )
                     print(f"supervisor board: {board_url}", file=sys.stderr)
                 except RuntimeError as exc:  # the calls and agent panels still work
                     print(f"warning: the supervisor board did not start: {exc}", file=sys.stderr)
@@ -144,6 +175,7 @@ def run_demo(
                     f"  agent panel for {agent}: {http}/agent?agent={agent}&token={token}",
                     file=sys.stderr,
                 )
+            print_sign_in(http, staff, board)
             print(file=sys.stderr)
             round_ = 0
             while rounds == 0 or round_ < rounds:
@@ -162,13 +194,27 @@ def run_demo(
     finally:
         if board_proc is not None:
             stop_board(board_proc)
-        if state.store is not None:
-            for token in panels.values():  # the links die with the demo
-                info = state.store.check_token(token) if token else None
-                if info is not None:
-                    state.store.revoke_token(info["id"])
+        revoke_all(state, [*panels.values(), *staff.values()])
         state.close()
     return 0
+
+
+def print_sign_in(http: str, staff: dict[str, str], board: bool) -> None:
+    """How to sign in with the demo's tokens (revoked when the demo stops)."""
+    if not staff["supervisor"]:
+        return
+    print(
+        "  access control is on; these tokens work until the demo stops:\n"
+        + (
+            "    the board is signed in as a supervisor (read, triage alerts, audits)\n"
+            if board
+            else ""
+        )
+        + f"  supervisor token: {staff['supervisor']}\n"
+        + f"  qa token (edit rules: paste it in the board's sidebar): {staff['qa']}\n"
+        + f"    e.g. curl -H 'Authorization: Bearer {staff['supervisor']}' {http}/v1/calls",
+        file=sys.stderr,
+    )
 
 
 def stop_on_sigterm(signum: int, frame: Any) -> None:
@@ -176,15 +222,17 @@ def stop_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def start_board(server: str, port: int | None) -> tuple[subprocess.Popen[bytes], str]:
-    """The Streamlit board on ``port`` (default 8501, else a free one), ready to open; its
-    own log goes to ``$CALLWATCH_HOME/board.log``."""
+def start_board(
+    server: str, port: int | None, token: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The Streamlit board on ``port`` (default 8501, else a free one), ready to open, using
+    ``token`` on every request; its own log goes to ``$CALLWATCH_HOME/board.log``."""
     from dashboard.launch import run_board, wait_ready
 
     port = port or (8501 if port_free(8501) else free_port())
     log = callwatch_home() / "board.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = run_board([server], port=port, log_path=log)
+    proc = run_board([server], port=port, token=token, log_path=log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, timeout_s=60, proc=proc)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 
+from assist.auth import guard
+from assist.cluster import remote_call
 from assist.report import call_to_csv, call_to_html, call_to_json
 from assist.store import StoreError
 
@@ -44,10 +46,30 @@ def _stored_report(cw: App, call_id: str) -> dict[str, Any] | None:
     """A finished call from the store, with its events (blocking: run off the loop)."""
     if cw.store is None:
         return None
-    report = cw.store.get_report(call_id)
+    report = remote_call(cw.store, call_id)  # ended, interrupted, or live elsewhere
     if report is None:
         return None
-    return {**report, "status": "ended", "events": cw.store.events_for(call_id)}
+    return {
+        **report,
+        "status": report.get("status") or "ended",
+        "events": cw.store.events_for(call_id),
+    }
+
+
+def chain_evidence(cw: App, call_id: str) -> dict[str, Any] | None:
+    """What an auditor keeps to prove later that nothing was changed: the audit chain's
+    head (``callwatch verify --head HASH`` checks it is still in the chain) and this call's
+    own chain records (blocking: run off the loop)."""
+    if cw.store is None:
+        return None
+    return {
+        "head": cw.store.chain_head(),
+        "call_records": [
+            {k: r.get(k) for k in ("id", "kind", "ref", "content_sha256", "hash", "created_at")}
+            for r in cw.store.chain_for_call(call_id)
+        ],
+        "verify": "callwatch verify --head <head.hash>",
+    }
 
 
 def _live_report(cw: App, call_id: str) -> dict[str, Any] | None:
@@ -71,11 +93,15 @@ async def report_for(cw: App, call_id: str) -> dict[str, Any]:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
     if report is None:
         raise HTTPException(status_code=404, detail=f"no call {call_id!r}")
-    return report
+    try:
+        chain = await asyncio.to_thread(chain_evidence, cw, call_id)
+    except StoreError as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    return {**report, "audit_chain": chain} if chain else report
 
 
 def add_export_routes(app: FastAPI) -> None:
-    @app.get("/v1/calls/{call_id}/export")
+    @app.get("/v1/calls/{call_id}/export", dependencies=[guard("calls:read")])
     async def export_call(
         request: Request, call_id: str, fmt: str = Query("json", alias="format")
     ) -> Response:

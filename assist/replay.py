@@ -4,6 +4,13 @@ Speaks the chosen protocol exactly as the telephony platform would (Twilio Media
 Genesys AudioHook or raw PCM), in 20 ms frames paced by the wall clock (``speed`` > 1 plays
 faster), while listening on ``/v1/calls/{id}/events`` and reporting each event with its
 latency: how long after the moment it describes (in replayed time) it arrived.
+
+Credentials (a server with auth on, see docs/security.md): ``token`` is sent as a Bearer
+token on the ingest stream (any protocol; an ``ingest`` or admin token) and, unless
+``events_token`` says otherwise, on the event stream (that one needs a role that may read
+calls). ``twilio_auth_token`` signs a Twilio stream as Twilio does (``public_url``: the URL
+the server believes it is called at), ``api_key`` and ``client_secret`` make an AudioHook
+stream carry the API key and the HTTP message signature as Genesys Cloud sends them.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ from dataclasses import dataclass, field
 from math import gcd
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import soundfile as sf
 import websockets
 from scipy.signal import resample_poly
 
+from assist.ingest_auth import audiohook_sign, twilio_signature
 from audio.codecs import float_to_int16, pcm16_to_ulaw
 from audio.protocols import twilio
 from audio.protocols.audiohook import client_message
@@ -87,6 +96,12 @@ async def replay(
     mixed: bool | None = None,
     hold_at_s: float | None = None,
     release: threading.Event | None = None,
+    token: str | None = None,
+    events_token: str | None = None,
+    twilio_auth_token: str | None = None,
+    public_url: str | None = None,
+    api_key: str | None = None,
+    client_secret: str | None = None,
 ) -> ReplayResult:
     """Stream one call into ``url`` (``ws://host:port``); returns the events it got back.
 
@@ -98,6 +113,8 @@ async def replay(
 
     ``drop_at_s`` cuts the connection abruptly at that point of the recording (a hang-up
     without a stop message), for fault tests.
+
+    ``token`` ... ``client_secret``: the credentials, see the module docstring.
     """
     rate, agent, cust = load_legs(path, customer, agent_channel)
     if mixed is None:
@@ -114,8 +131,20 @@ async def replay(
     t0_box: list[float] = []
     ended = asyncio.Event()
 
+    listen_token = events_token or token
+    listen_headers = {"Authorization": f"Bearer {listen_token}"} if listen_token else None
+
     async def listen() -> None:
-        async with websockets.connect(f"{url}/v1/calls/{events_id}/events", max_size=None) as ev_ws:
+        try:
+            await follow()
+        finally:  # refused or gone: nothing more to wait for
+            ready.set()
+            ended.set()
+
+    async def follow() -> None:
+        async with websockets.connect(
+            f"{url}/v1/calls/{events_id}/events", max_size=None, additional_headers=listen_headers
+        ) as ev_ws:
             ready.set()
             async for raw in ev_ws:
                 ev = json.loads(raw)
@@ -149,39 +178,99 @@ async def replay(
     if drop_at_s is not None:
         n_frames = min(n_frames, int(drop_at_s / FRAME_S))
 
-    async with websockets.connect(f"{url}/v1/ingest/{protocol}", max_size=None) as ws:
-        sender = _Sender(protocol, ws, call_id, conv_id, agent_id, language, send_rate, mixed)
-        await sender.begin()
-        t0 = time.monotonic()
-        t0_box.append(t0)
-        hold_frame = int(hold_at_s / FRAME_S) if hold_at_s is not None and release else -1
-        for k in range(n_frames):
-            if k == hold_frame and release is not None:
-                # keep the call open, sending nothing, until the caller lets it go on
-                while not release.is_set():
-                    await asyncio.sleep(0.05)
-                t0 = time.monotonic() - k * FRAME_S / speed
-                t0_box[0] = t0
-            delay = t0 + k * FRAME_S / speed - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            a = a8[k * frame : (k + 1) * frame]
-            c = c8[k * frame : (k + 1) * frame]
-            if len(c) < len(a):
-                c = np.pad(c, (0, len(a) - len(c)))
-            await sender.frame(k, a, c)
-        if drop_at_s is None:
-            await sender.end()
-        else:
-            # abrupt hang-up: no stop / close message, just drop the TCP connection
-            with contextlib.suppress(Exception):
-                ws.transport.abort()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(ended.wait(), settle_s)
-    listener.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await listener
+    org_id = str(uuid.uuid4())
+    headers = ingest_headers(
+        url,
+        protocol,
+        conv_id,
+        org_id,
+        token=token,
+        twilio_auth_token=twilio_auth_token,
+        public_url=public_url,
+        api_key=api_key,
+        client_secret=client_secret,
+    )
+    try:
+        async with websockets.connect(
+            f"{url}/v1/ingest/{protocol}", max_size=None, additional_headers=headers
+        ) as ws:
+            sender = _Sender(protocol, ws, call_id, conv_id, agent_id, language, send_rate, mixed)
+            sender.org_id = org_id
+            await sender.begin()
+            t0 = time.monotonic()
+            t0_box.append(t0)
+            hold_frame = int(hold_at_s / FRAME_S) if hold_at_s is not None and release else -1
+            for k in range(n_frames):
+                if k == hold_frame and release is not None:
+                    # keep the call open, sending nothing, until the caller lets it go on
+                    while not release.is_set():
+                        await asyncio.sleep(0.05)
+                    t0 = time.monotonic() - k * FRAME_S / speed
+                    t0_box[0] = t0
+                delay = t0 + k * FRAME_S / speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                a = a8[k * frame : (k + 1) * frame]
+                c = c8[k * frame : (k + 1) * frame]
+                if len(c) < len(a):
+                    c = np.pad(c, (0, len(a) - len(c)))
+                await sender.frame(k, a, c)
+            if drop_at_s is None:
+                await sender.end()
+            else:
+                # abrupt hang-up: no stop / close message, just drop the TCP connection
+                with contextlib.suppress(Exception):
+                    ws.transport.abort()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), settle_s)
+    finally:  # refused, dropped or done: the listener goes too
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listener
     return result
+
+
+def ingest_headers(
+    url: str,
+    protocol: str,
+    session_id: str,
+    org_id: str,
+    *,
+    token: str | None = None,
+    twilio_auth_token: str | None = None,
+    public_url: str | None = None,
+    api_key: str | None = None,
+    client_secret: str | None = None,
+) -> dict[str, str]:
+    """The upgrade request's headers for ``{url}/v1/ingest/{protocol}``, as the platform
+    sends them: Twilio's signature of the URL, AudioHook's ids, API key and signature."""
+    headers: dict[str, str] = {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    base = (public_url or url).rstrip("/")
+    path = f"/v1/ingest/{protocol}"
+    if protocol == "twilio" and twilio_auth_token:
+        headers["X-Twilio-Signature"] = twilio_signature(twilio_auth_token, base + path)
+    if protocol == "audiohook" and api_key:
+        parts = urlsplit(base)
+        headers.update(
+            {
+                "Audiohook-Organization-Id": org_id,
+                "Audiohook-Correlation-Id": str(uuid.uuid4()),
+                "Audiohook-Session-Id": session_id,
+                "X-API-KEY": api_key,
+            }
+        )
+        if client_secret:
+            headers.update(
+                audiohook_sign(
+                    headers,
+                    target=parts.path.rstrip("/") + path,
+                    authority=parts.netloc,
+                    client_secret=client_secret,
+                )
+            )
+    return headers
 
 
 class _Sender:
@@ -210,6 +299,7 @@ class _Sender:
         self.seq = 0
         self.stream_sid = "MZ" + uuid.uuid4().hex
         self.last_ping = 0.0
+        self.org_id = str(uuid.uuid4())
 
     def _ah(self, type_: str, params: dict[str, Any], position: float) -> str:
         self.seq += 1
@@ -229,7 +319,7 @@ class _Sender:
             )
         elif self.p == "audiohook":
             params: dict[str, Any] = {
-                "organizationId": str(uuid.uuid4()),
+                "organizationId": self.org_id,
                 "conversationId": self.conv_id,
                 "participant": {
                     "id": str(uuid.uuid4()),

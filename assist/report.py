@@ -208,7 +208,17 @@ def call_to_csv(report: dict[str, Any]) -> str:
     w.writeheader()
     for row in timeline_rows(report):
         w.writerow({k: _cell(row.get(k)) for k in TIMELINE_COLUMNS})
+    head = (report.get("audit_chain") or {}).get("head")
+    if head:
+        w.writerow({"kind": "audit_chain", "text": head.get("hash"), "detail": _chain_line(head)})
     return buf.getvalue()
+
+
+def _chain_line(head: dict[str, Any]) -> str:
+    return (
+        f"audit chain head: record {head.get('id')} of {head.get('records')}, "
+        f"{head.get('at')}, sha256 {head.get('hash')}"
+    )
 
 
 def _num(v: Any, default: float = 0.0) -> float:
@@ -740,6 +750,12 @@ def to_html(reports: list[dict[str, Any]], generated_at: datetime | None = None)
     else:
         title = f"Call QA reports ({len(reports)} calls)"
     body = "".join(_call_section(r, i) for i, r in enumerate(reports))
+    heads = {
+        r["audit_chain"]["head"].get("hash"): r["audit_chain"]["head"]
+        for r in reports
+        if (r.get("audit_chain") or {}).get("head")
+    }
+    chain = "".join(f" {_h(_chain_line(h))}." for h in heads.values())
     if len(reports) > 1:
         body = _index(reports) + body
     elif not reports:
@@ -754,7 +770,7 @@ def to_html(reports: list[dict[str, Any]], generated_at: datetime | None = None)
         f"<main>{body}</main>\n"
         f"<footer>Generated {_h(now.strftime('%Y-%m-%d %H:%M UTC'))} by callwatch "
         f"{_h(callwatch_version())}. Times are mm:ss from the start of the call. "
-        "Contains call content: handle as confidential.</footer>\n</body>\n</html>\n"
+        f"Contains call content: handle as confidential.{chain}</footer>\n</body>\n</html>\n"
     )
 
 

@@ -41,7 +41,14 @@ from typing import Any, Protocol
 import yaml
 
 from assist.store import callwatch_home
-from qa_rules.loader import BUILTIN_PACKS, RuleError, RuleIssue, load_texts, parse_pack
+from qa_rules.loader import (
+    BUILTIN_PACKS,
+    RuleError,
+    RuleIssue,
+    load_texts,
+    parse_pack,
+    peek_yaml,
+)
 from qa_rules.schema import RulePack
 
 log = logging.getLogger("callwatch.rules")
@@ -770,7 +777,7 @@ class RuleRegistry:
                 f"this server runs the single file {self.single_file}; start it with a "
                 "folder (--rules DIR) to add packs"
             )
-        if not PACK_NAME_RE.match(name):
+        if not PACK_NAME_RE.fullmatch(name):
             raise RegistryError(
                 f"pack name {name!r}: use letters, digits, '_', '-' or '.', starting with a "
                 "letter or digit (it becomes the file name)"
@@ -806,10 +813,7 @@ class RuleRegistry:
             offset = None
         else:
             text = rule.removeprefix("---\n")
-            try:
-                peek = yaml.safe_load(text)
-            except yaml.YAMLError:
-                peek = None
+            peek = peek_yaml(text)  # None on any problem: parse_pack below says which
             offset = 2
             if isinstance(peek, dict) and "id" not in peek:
                 text = f"id: {json.dumps(rule_id)}\n{text}"
@@ -937,10 +941,7 @@ def _builtin_text(pack: RulePack) -> str | None:
 
 
 def _peek_pack_name(text: str) -> str | None:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None
+    data = peek_yaml(text)
     name = data.get("pack") if isinstance(data, dict) else None
     return name if isinstance(name, str) else None
 
@@ -948,7 +949,7 @@ def _peek_pack_name(text: str) -> str | None:
 def _line_of_key(text: str, key: str) -> int | None:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         return None
     if isinstance(node, yaml.MappingNode):
         for k, _ in node.value:

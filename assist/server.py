@@ -17,9 +17,13 @@ Supervisor board (assist/board_api.py, assist/audit_api.py, assist/export.py):
     GET /healthz, GET /metrics
 Agent assist:
     GET /v1/playbooks, POST /v1/calls/{id}/suggestions/{sid}/feedback, GET /v1/suggestions/feedback
-With ``auth`` on, the agent routes need a token (``callwatch tokens create --agent ID``):
-``Authorization: Bearer T``, or on the WebSocket a first frame ``{"type":"auth","token":T}``
-(browsers cannot set headers there). An agent token opens only that agent's panel.
+Access (assist/auth.py, docs/security.md): with ``auth`` on (the default) every route but
+/healthz, /docs, /openapi.json and the panel's static page needs a token with a role
+(``callwatch tokens create --role ROLE``): ``Authorization: Bearer T``, or on an event
+WebSocket a first frame ``{"type":"auth","token":T}`` (browsers cannot set headers there).
+An agent token reaches only its own calls. Ingest streams are checked per protocol on the
+upgrade (Twilio signature, AudioHook API key and signature, or an ingest token).
+    GET /v1/tokens, POST /v1/tokens, DELETE /v1/tokens/{id}   token management (admin)
 QA rules (versioned, hot-reloaded into live calls; see docs/rules.md):
     GET /v1/rules, GET|PUT|DELETE /v1/rules/{pack}, POST /v1/rules/validate,
     GET /v1/rules/{pack}/versions[/{n}], POST /v1/rules/{pack}/versions/{n}/restore,
@@ -31,24 +35,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import (
+    Depends,
+    FastAPI,
+    HTTPException,
+    Request,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from starlette.websockets import WebSocketState
 
 from assist.audit_api import AuditJobs, add_audit_routes
+from assist.auth import (
+    IngestGrant,
+    IngestGuard,
+    RedactTokens,
+    RowId,
+    access_stats,
+    add_token_routes,
+    guard,
+    principal_of,
+    route_problems,
+    ws_guard,
+)
 from assist.board_api import add_board_routes, request_user
-from assist.bus import EventBus
+from assist.bus import make_bus
+from assist.cluster import remote_call, remote_live_calls
 from assist.export import add_export_routes
 from assist.panel import add_panel_routes
+from assist.persist import LiveStoreWriter
 from assist.playbook import BUILTIN_PLAYBOOKS, load_playbooks
+from assist.retention import run_retention
 from assist.rules_registry import (
     ConflictError,
     NotFoundError,
@@ -106,8 +134,24 @@ class ServerConfig:
     # This server among several behind one store; a restart under the same id marks the
     # calls it left unfinished "interrupted".
     instance_id: str = field(default_factory=lambda: default_instance_id())
-    bus_url: str | None = None  # redis://host:6379/0 shares events between instances
+    # redis://host:6379/0 shares events between instances (default $CALLWATCH_BUS_URL)
+    bus_url: str | None = field(default_factory=lambda: os.environ.get("CALLWATCH_BUS_URL"))
     retention_days: int | None = None  # delete audio and transcripts older than this
+    # events a subscriber (agent panel, board stream) may fall behind before it is cut off
+    subscriber_queue: int = 1000
+    # -- access control (assist/auth.py, docs/security.md) --
+    # The base URL clients really call (wss://host[:port][/prefix]) when a proxy sits in
+    # front: Twilio signs that URL and AudioHook that host. None: the request's own.
+    public_url: str | None = None
+    twilio_auth_token: str | None = None  # checks X-Twilio-Signature on /v1/ingest/twilio
+    audiohook_api_keys: list[str] = field(default_factory=list)  # X-API-KEY values let in
+    audiohook_client_secret: str | None = None  # base64; AudioHook requests must be signed
+    max_frame_bytes: int = MAX_FRAME_BYTES  # a larger ingest message ends the stream (1009)
+    # Per ingest connection: messages per second sustained, and the burst absorbed (a
+    # client catching up after a stall); beyond that the stream is closed (1008). Twilio
+    # sends 100 messages/s per call in real time, raw and AudioHook 50.
+    ingest_msgs_per_s: float = 1500.0
+    ingest_burst: int = 3000
 
 
 def default_instance_id() -> str:
@@ -143,7 +187,11 @@ class App:
             max_batch=config.max_batch,
             workers=min(config.workers, self.asr.config.workers),
         )
-        self.bus = EventBus()
+        self.bus = make_bus(config.bus_url, config.instance_id, config.subscriber_queue)
+        # live calls reach the store as they happen (a crash keeps what was said)
+        self.writer = LiveStoreWriter(self.store, config.instance_id) if self.store else None
+        if self.writer is not None:
+            self.writer.start()
         self.emotion = EmotionAnalyzer(config.emotion_model) if config.emotion else None
         self.assist: AssistLibrary | None = None
         if config.assist:
@@ -160,6 +208,7 @@ class App:
             emotion=self.emotion,
             diarize=config.diarize,
             assist=self.assist,
+            writer=self.writer,
         )
         if config.diarize:
             shared_encoder()  # load the 17 MB speaker encoder now, not on the first mono call
@@ -176,6 +225,8 @@ class App:
     def close(self) -> None:
         self.audits.close()
         self.scheduler.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def create_app(config: ServerConfig | None = None, state: App | None = None) -> FastAPI:
@@ -185,6 +236,9 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cw = state if state is not None else await asyncio.to_thread(App, cfg)
         app.state.cw = cw
+        if cw.store is not None:
+            await asyncio.to_thread(mark_interrupted, cw.store, cw.config.instance_id)
+        await cw.bus.start()
         cw.webhooks.start()
         cw.bus.add_listener(cw.webhooks.submit)
         loop = asyncio.get_running_loop()
@@ -201,11 +255,20 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
             if cw.config.rules_poll_s > 0
             else None
         )
+        background = [
+            asyncio.create_task(every(LISTING_EVERY_S, cw.calls.store_listings, "call listings"))
+        ]
+        if cw.store is not None and cw.config.retention_days:
+            background.append(
+                asyncio.create_task(
+                    every(RETENTION_EVERY_S, lambda: apply_retention(cw), "retention", thread=True)
+                )
+            )
         yield
-        if poller is not None:
-            poller.cancel()
+        for task in [*background, *([poller] if poller is not None else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await poller
+                await task
         cw.rules.remove_listener(on_rules)
         for call in list(cw.calls.calls.values()):
             if call.active:
@@ -213,52 +276,58 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
         # after the calls, so their last alerts and call.ended still go out (or dead-letter)
         cw.bus.remove_listener(cw.webhooks.submit)
         await cw.webhooks.aclose()
+        await cw.bus.close()
         if state is None:
             cw.close()
 
-    app = FastAPI(title="callwatch", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="callwatch", version="0.1.0", lifespan=lifespan, redoc_url=None)
+    access_stats(app)  # refusal counters for /metrics
 
     def cw_of(obj: Any) -> App:
         return obj.app.state.cw
 
     # -- ingest --------------------------------------------------------------------------
-    @app.websocket("/v1/ingest/{protocol}")
+    @app.websocket("/v1/ingest/{protocol}", dependencies=[Depends(IngestGuard(set(ADAPTERS)))])
     async def ingest(ws: WebSocket, protocol: str) -> None:
-        factory = ADAPTERS.get(protocol)
-        if factory is None:
-            await ws.close(code=1008, reason=f"unknown protocol {protocol!r}")
+        grant: IngestGrant = ws.state.ingest
+        if grant.gone:
             return
-        await ws.accept()
-        await run_ingest(cw_of(ws), ws, factory())
+        await run_ingest(cw_of(ws), ws, ADAPTERS[protocol](), first=grant.first)
 
     # -- consume -------------------------------------------------------------------------
-    @app.websocket("/v1/agents/{agent_id}/events")
+    # every refusal closes the agent panel's stream with 4401: the panel then asks to sign in
+    @app.websocket(
+        "/v1/agents/{agent_id}/events", dependencies=[ws_guard("agent:panel", refuse_code=4401)]
+    )
     async def agent_events(ws: WebSocket, agent_id: str) -> None:
         await stream_events(cw_of(ws), ws, agent_id=agent_id)
 
-    @app.get("/v1/agents/{agent_id}/session")
+    @app.get("/v1/agents/{agent_id}/session", dependencies=[guard("agent:panel")])
     async def agent_session(request: Request, agent_id: str) -> dict[str, Any]:
         cw: App = app.state.cw
-        await _require_agent(cw, _bearer(request), agent_id)
         calls = [
             c.summary() for c in cw.calls.calls.values() if c.active and c.info.agent_id == agent_id
         ]
         return {"agent_id": agent_id, "auth": cw.config.auth, "calls": calls}
 
-    @app.websocket("/v1/calls/{call_id}/events")
+    @app.websocket("/v1/calls/{call_id}/events", dependencies=[ws_guard("calls:read")])
     async def call_events(ws: WebSocket, call_id: str) -> None:
         await stream_events(cw_of(ws), ws, call_id=call_id)
 
-    @app.get("/v1/calls/{call_id}")
+    @app.get("/v1/calls/{call_id}", dependencies=[guard("calls:read")])
     async def get_call(call_id: str) -> dict[str, Any]:
         cw: App = app.state.cw
         call = cw.calls.calls.get(call_id)
         if call is not None:
             return call.detail()
         if cw.store is not None:
-            report = await asyncio.to_thread(cw.store.get_report, call_id)
+            # ended, interrupted, or live on another instance (rebuilt from its events)
+            try:
+                report = await asyncio.to_thread(remote_call, cw.store, call_id)
+            except StoreError as exc:
+                raise HTTPException(status_code=503, detail=str(exc)) from exc
             if report is not None:
-                return {**report, "status": "ended"}
+                return {**report, "status": report.get("status") or "ended"}
         raise HTTPException(status_code=404, detail=f"no call {call_id!r}")
 
     add_board_routes(app)
@@ -267,14 +336,16 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
     add_panel_routes(app)
     add_audit_routes(app)
     add_export_routes(app)
+    add_token_routes(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[guard("metrics:read")])
     async def metrics() -> dict[str, Any]:
         cw: App = app.state.cw
+        access = access_stats(app)
         finals, partials = cw.scheduler.queued
         st = cw.scheduler.stats
         active = [c for c in cw.calls.calls.values() if c.active]
@@ -290,13 +361,107 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
             "asr_audio_s": round(st.audio_s, 2),
             "bus_subscribers": cw.bus.subscribers,
             "bus_cut_off": cw.bus.cut_off,
+            **{
+                f"bus_{k}": v
+                for k, v in cw.bus.stats().items()
+                if k not in ("cut_off", "subscribers")
+            },
+            **{f"store_{k}": v for k, v in (cw.writer.stats() if cw.writer else {}).items()},
+            "instance_id": cw.config.instance_id,
             "protocol_errors": cw.protocol_errors,
+            "auth_refused": access.refused,
+            "ingest_refused": access.ingest_refused,
+            "ingest_rate_limited": access.ingest_rate_limited,
+            "ingest_too_large": access.ingest_too_large,
             **{f"webhook_{k}": v for k, v in cw.webhooks.stats().items()},
             "uptime_s": round(time.time() - cw.started, 1),
             "model": cw.asr.model_id,
         }
 
+    for problem in route_problems(app):  # tests/test_auth.py fails on these too
+        log.error("access control: %s", problem)
+    document_errors(app)
     return app
+
+
+def document_errors(app: FastAPI) -> None:
+    """Describe our own 422 answers in the OpenAPI schema. FastAPI documents 422 as its
+    request-validation error (``detail``: a list), but routes also answer 422 with a
+    sentence (``detail``: a string) or, for rules, ``{"message", "issues"}``; clients and
+    schema-driven tools must accept all three."""
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = make()
+        error = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+        if error is not None:
+            error["properties"]["detail"] = {
+                "title": "Detail",
+                "anyOf": [
+                    {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}},
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "message": {"type": "string"},
+                            "issues": {"type": "array", "items": {"type": "object"}},
+                        },
+                    },
+                ],
+            }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+LISTING_EVERY_S = 2.0  # live calls' listings in the store (other instances' boards read them)
+RETENTION_EVERY_S = 3600.0  # how often old audio and transcripts are looked for
+
+
+def mark_interrupted(store: Store, instance_id: str) -> None:
+    """Calls this instance left active (it crashed or was killed) are interrupted."""
+    try:
+        ids = store.mark_interrupted(instance_id)
+    except StoreError as exc:
+        log.error("cannot mark this instance's unfinished calls interrupted: %s", exc)
+        return
+    if ids:
+        log.warning(
+            "%d call(s) were live when instance %s stopped; marked interrupted: %s",
+            len(ids),
+            instance_id,
+            ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else ""),
+        )
+
+
+def apply_retention(cw: App) -> None:
+    """Delete audio and transcripts older than ``retention_days`` (kept: scores, alerts and
+    the audit trail of the deletion)."""
+    assert cw.store is not None and cw.config.retention_days
+    summary = run_retention(
+        cw.store,
+        cw.config.retention_days,
+        # our own copies only: recordings in the configured folders belong to their owners
+        audio_roots=[cw.audits.uploads],
+        by=f"retention:{cw.config.instance_id}",
+    )
+    log.info("retention: %s", summary)
+
+
+async def every(period_s: float, fn: Callable[[], Any], what: str, thread: bool = False) -> None:
+    """Run ``fn`` every ``period_s`` until cancelled; a failure is logged, not fatal."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            if thread:
+                await asyncio.to_thread(fn)
+            else:
+                fn()
+        except Exception:
+            log.exception("%s failed", what)
 
 
 async def poll_rules(rules: RuleRegistry, every_s: float) -> None:
@@ -391,17 +556,17 @@ def add_rules_routes(app: FastAPI) -> None:
         cw: App = request.app.state.cw
         return cw.rules
 
-    @app.get("/v1/rules")
+    @app.get("/v1/rules", dependencies=[guard("rules:read")])
     async def list_rules(request: Request) -> dict[str, Any]:
         return dict(await _rules_call(rules_of(request).list_packs))
 
-    @app.post("/v1/rules/validate")
+    @app.post("/v1/rules/validate", dependencies=[guard("rules:edit")])
     async def validate_rules(request: Request) -> dict[str, Any]:
         body, _ = await _rules_body(request, '"yaml"')
         pack: RulePack = await _rules_call(rules_of(request).validate, _yaml_of(body))
         return {"ok": True, "pack": pack.pack, "rules": len(pack.rules)}
 
-    @app.post("/v1/rules/test")
+    @app.post("/v1/rules/test", dependencies=[guard("rules:edit")])
     async def test_rules(request: Request) -> dict[str, Any]:
         """Run rule unit tests (the ``rules test`` cases format) against the running packs,
         or with ``"yaml"`` a draft pack in place of the running one of the same name."""
@@ -423,7 +588,7 @@ def add_rules_routes(app: FastAPI) -> None:
 
         return dict(await _rules_call(run))
 
-    @app.get("/v1/calls/{call_id}/explain/{rule_id}")
+    @app.get("/v1/calls/{call_id}/explain/{rule_id}", dependencies=[guard("calls:read")])
     async def explain_rule(request: Request, call_id: str, rule_id: str) -> dict[str, Any]:
         """Why a rule fired on a call (live or stored), or why it did not."""
         cw: App = request.app.state.cw
@@ -439,11 +604,11 @@ def add_rules_routes(app: FastAPI) -> None:
             raise HTTPException(status_code=404, detail=f"no rule {rule_id!r}") from None
         return result.to_dict()
 
-    @app.get("/v1/rules/{pack}")
+    @app.get("/v1/rules/{pack}", dependencies=[guard("rules:read")])
     async def get_pack(request: Request, pack: str) -> dict[str, Any]:
         return dict(await _rules_call(rules_of(request).get_pack, pack))
 
-    @app.put("/v1/rules/{pack}")
+    @app.put("/v1/rules/{pack}", dependencies=[guard("rules:edit")])
     async def put_pack(request: Request, response: Response, pack: str) -> dict[str, Any]:
         reg = rules_of(request)
         body, comment = await _rules_body(request, '"yaml" (and "comment")')
@@ -455,7 +620,7 @@ def add_rules_routes(app: FastAPI) -> None:
             response.status_code = 201
         return _version_reply(info, changed)
 
-    @app.delete("/v1/rules/{pack}")
+    @app.delete("/v1/rules/{pack}", dependencies=[guard("rules:edit")])
     async def delete_pack(request: Request, pack: str) -> dict[str, Any]:
         comment = request.headers.get("x-callwatch-comment") or ""
         info = await _rules_call(
@@ -463,16 +628,16 @@ def add_rules_routes(app: FastAPI) -> None:
         )
         return {**info.to_dict(), "deleted": True}
 
-    @app.get("/v1/rules/{pack}/versions")
+    @app.get("/v1/rules/{pack}/versions", dependencies=[guard("rules:read")])
     async def list_versions(request: Request, pack: str) -> dict[str, Any]:
         return {"pack": pack, "versions": await _rules_call(rules_of(request).versions, pack)}
 
-    @app.get("/v1/rules/{pack}/versions/{n}")
-    async def get_version(request: Request, pack: str, n: int) -> dict[str, Any]:
+    @app.get("/v1/rules/{pack}/versions/{n}", dependencies=[guard("rules:read")])
+    async def get_version(request: Request, pack: str, n: RowId) -> dict[str, Any]:
         return dict(await _rules_call(rules_of(request).version, pack, n))
 
-    @app.post("/v1/rules/{pack}/versions/{n}/restore")
-    async def restore_version(request: Request, pack: str, n: int) -> dict[str, Any]:
+    @app.post("/v1/rules/{pack}/versions/{n}/restore", dependencies=[guard("rules:edit")])
+    async def restore_version(request: Request, pack: str, n: RowId) -> dict[str, Any]:
         comment = request.headers.get("x-callwatch-comment") or ""
         raw = await request.body()
         if raw and "json" in request.headers.get("content-type", ""):
@@ -482,11 +647,11 @@ def add_rules_routes(app: FastAPI) -> None:
         )
         return _version_reply(info, changed)
 
-    @app.get("/v1/rules/{pack}/rules/{rule_id}")
+    @app.get("/v1/rules/{pack}/rules/{rule_id}", dependencies=[guard("rules:read")])
     async def get_rule(request: Request, pack: str, rule_id: str) -> dict[str, Any]:
         return dict(await _rules_call(rules_of(request).get_rule, pack, rule_id))
 
-    @app.put("/v1/rules/{pack}/rules/{rule_id}")
+    @app.put("/v1/rules/{pack}/rules/{rule_id}", dependencies=[guard("rules:edit")])
     async def put_rule(
         request: Request, response: Response, pack: str, rule_id: str
     ) -> dict[str, Any]:
@@ -508,51 +673,13 @@ def add_rules_routes(app: FastAPI) -> None:
             response.status_code = 201
         return _version_reply(info, changed)
 
-    @app.delete("/v1/rules/{pack}/rules/{rule_id}")
+    @app.delete("/v1/rules/{pack}/rules/{rule_id}", dependencies=[guard("rules:edit")])
     async def delete_rule(request: Request, pack: str, rule_id: str) -> dict[str, Any]:
         comment = request.headers.get("x-callwatch-comment") or ""
         info, changed = await _rules_call(
             rules_of(request).delete_rule, pack, rule_id, request_user(request), comment
         )
         return _version_reply(info, changed)
-
-
-class AuthError(Exception):
-    """A missing, unknown or wrong token (HTTP 401/403, WebSocket close 4401)."""
-
-    def __init__(self, message: str, status: int = 401) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _bearer(request: Request | WebSocket) -> str:
-    value = request.headers.get("authorization", "")
-    return value[7:].strip() if value.lower().startswith("bearer ") else ""
-
-
-async def _check_agent(cw: App, token: str, agent_id: str | None) -> None:
-    """Raise AuthError unless ``token`` may act for ``agent_id`` (None: any agent).
-    An agent token is good for its own agent only; supervisor and admin tokens for all."""
-    if not cw.config.auth:
-        return
-    if not token:
-        raise AuthError("a token is needed: sign in with your agent id and token")
-    if cw.store is None:
-        raise AuthError("tokens need the store, and this server runs without one", 503)
-    info = await asyncio.to_thread(cw.store.check_token, token)
-    if info is None:
-        raise AuthError("unknown or revoked token")
-    if info["role"] == "agent" and agent_id is not None and info["agent_id"] != agent_id:
-        raise AuthError(f"this token belongs to agent {info['agent_id']!r}", 403)
-    if info["role"] not in ("agent", "supervisor", "admin"):
-        raise AuthError(f"a {info['role']} token cannot open an agent's calls", 403)
-
-
-async def _require_agent(cw: App, token: str, agent_id: str | None) -> None:
-    try:
-        await _check_agent(cw, token, agent_id)
-    except AuthError as exc:
-        raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
 
 
 def _find_suggestion(cw: App, call_id: str, sid: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -570,12 +697,14 @@ def _find_suggestion(cw: App, call_id: str, sid: str) -> tuple[dict[str, Any] | 
 
 
 def add_assist_routes(app: FastAPI) -> None:
-    @app.get("/v1/playbooks")
+    @app.get("/v1/playbooks", dependencies=[guard("playbooks:read")])
     async def list_playbooks(request: Request) -> dict[str, Any]:
         cw: App = request.app.state.cw
         return {"playbooks": cw.assist.describe() if cw.assist else [], "enabled": bool(cw.assist)}
 
-    @app.post("/v1/calls/{call_id}/suggestions/{sid}/feedback")
+    @app.post(
+        "/v1/calls/{call_id}/suggestions/{sid}/feedback", dependencies=[guard("feedback:write")]
+    )
     async def suggestion_feedback(request: Request, call_id: str, sid: str) -> dict[str, Any]:
         cw: App = request.app.state.cw
         try:
@@ -596,12 +725,13 @@ def add_assist_routes(app: FastAPI) -> None:
             raise HTTPException(
                 status_code=404, detail=f"no suggestion {sid!r} on call {call_id!r}"
             )
-        await _require_agent(cw, _bearer(request), call_agent)
+        # the guard let an agent in on its own calls only; it speaks for itself
+        who = principal_of(request).own_agent or body.get("agent_id") or call_agent
         row = await asyncio.to_thread(
             cw.store.add_feedback,
             call_id=call_id,
             suggestion_id=sid,
-            agent_id=body.get("agent_id") or call_agent,
+            agent_id=who,
             verdict=body["verdict"],
             intent=ev.get("intent"),
             rule_id=ev.get("rule_id"),
@@ -613,7 +743,7 @@ def add_assist_routes(app: FastAPI) -> None:
             call.dismiss(sid)
         return {"ok": True, "id": row["id"]}
 
-    @app.get("/v1/suggestions/feedback")
+    @app.get("/v1/suggestions/feedback", dependencies=[guard("feedback:read")])
     async def list_feedback(
         request: Request,
         call_id: str | None = None,
@@ -640,15 +770,79 @@ async def _send_all(ws: WebSocket, replies: list[str | bytes]) -> None:
             await ws.send_text(r)
 
 
-async def run_ingest(cw: App, ws: WebSocket, adapter: Any) -> None:
-    """Pump one call's WebSocket through its protocol adapter into a LiveCall."""
+class TokenBucket:
+    """A message rate limit with a burst allowance (one per connection): ``rate`` tokens a
+    second refill a bucket of ``burst``; each message takes one. ``rate`` <= 0: no limit."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = max(float(burst), 1.0)
+        self.tokens = self.burst
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+def _message_bytes(msg: Mapping[str, Any], limit: int) -> int:
+    """A WebSocket message's size (text as UTF-8), exact where it could matter."""
+    text = msg.get("text")
+    if text is not None:
+        return len(text) if len(text) * 4 <= limit else len(text.encode("utf-8"))
+    return len(msg.get("bytes") or b"")
+
+
+def _over_limits(
+    cw: App, msg: Mapping[str, Any], bucket: TokenBucket
+) -> tuple[int, str, str] | None:
+    """(close code, reason, call's ended reason) when ``msg`` breaks a limit, else None.
+    uvicorn's ``ws_max_size`` refuses big frames before they get here; this check keeps a
+    server started without it (embedded, tests) just as safe."""
+    size, limit = _message_bytes(msg, cw.config.max_frame_bytes), cw.config.max_frame_bytes
+    if size > limit:
+        return 1009, f"message of {size} bytes: over the {limit} byte limit", "frame_too_large"
+    if not bucket.take():
+        rate, burst = cw.config.ingest_msgs_per_s, cw.config.ingest_burst
+        return 1008, f"over {rate:g} messages/s (burst {burst}): stream closed", "rate_limited"
+    return None
+
+
+async def run_ingest(cw: App, ws: WebSocket, adapter: Any, first: str | None = None) -> None:
+    """Pump one call's WebSocket through its protocol adapter into a LiveCall. ``first`` is
+    a text message the access check already read (a raw start message)."""
     call: LiveCall | None = None
     errors = 0
     peer = f"{ws.client.host}:{ws.client.port}" if ws.client else "?"
+    bucket = TokenBucket(cw.config.ingest_msgs_per_s, cw.config.ingest_burst)
+    pending: list[Mapping[str, Any]] = [] if first is None else [{"type": "x", "text": first}]
+    ended_reason = "disconnected"
     try:
         while True:
-            msg = await ws.receive()
+            msg = pending.pop() if pending else await ws.receive()
             if msg["type"] == "websocket.disconnect":
+                if msg.get("code") == 1012:  # uvicorn closing its sockets: we are stopping
+                    ended_reason = "server_shutdown"
+                break
+            over = _over_limits(cw, msg, bucket)
+            if over is not None:
+                code, reason, ended_reason = over
+                stats = access_stats(ws.app)
+                if code == 1009:
+                    stats.ingest_too_large += 1
+                else:
+                    stats.ingest_rate_limited += 1
+                log.warning(
+                    "%s %s (%s): %s", adapter.protocol, call.call_id if call else "-", peer, reason
+                )
+                await ws.close(code=code, reason=reason[:120])
                 break
             try:
                 if msg.get("text") is not None:
@@ -693,7 +887,7 @@ async def run_ingest(cw: App, ws: WebSocket, adapter: Any) -> None:
         with contextlib.suppress(Exception):
             for channel, samples in adapter.on_disconnect().audio:
                 call.on_audio(channel, samples)
-        await cw.calls.end(call, "disconnected")
+        await cw.calls.end(call, ended_reason)
     if ws.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await ws.close()
@@ -702,28 +896,34 @@ async def run_ingest(cw: App, ws: WebSocket, adapter: Any) -> None:
 async def stream_events(
     cw: App, ws: WebSocket, call_id: str | None = None, agent_id: str | None = None
 ) -> None:
-    """Send matching events as JSON text frames until the client leaves."""
-    await ws.accept()
-    if agent_id is not None and cw.config.auth:
-        try:
-            await _check_agent(cw, _bearer(ws) or await _first_frame_token(ws), agent_id)
-        except AuthError as exc:
-            await ws.close(code=4401, reason=str(exc)[:120])
-            return
-    sub = cw.bus.subscribe(call_id=call_id, agent_id=agent_id)
+    """Send matching events as JSON text frames until the client leaves. The route's guard
+    accepted the socket and checked who is asking; an agent only ever gets its own calls'
+    events (the bus filters on the agent too, not only the guard)."""
+    own = principal_of(ws).own_agent
+    sub = cw.bus.subscribe(call_id=call_id, agent_id=agent_id or own)
     # A late joiner (or a panel reconnecting) first gets what its calls already said, then
     # live events, with no repeats.
     sent_upto: dict[str, int] = {}
     backlog = [
         c
         for c in list(cw.calls.calls.values())
-        if (call_id is not None and c.call_id == call_id)
-        or (agent_id is not None and c.active and c.info.agent_id == agent_id)
+        if (
+            (call_id is not None and c.call_id == call_id)
+            or (agent_id is not None and c.active and c.info.agent_id == agent_id)
+        )
+        and (own is None or c.info.agent_id == own)
     ]
     for c in backlog:
         for ev in list(c.events):
             await ws.send_json(ev)
             sent_upto[c.call_id] = ev["seq"]
+    # Calls live on other instances (or ended): what they said so far comes from the store,
+    # the rest over the bus; a gap between the two is filled from the store.
+    remote = set(await asyncio.to_thread(remote_call_ids, cw, call_id, agent_id or own, backlog))
+    for cid in sorted(remote):
+        for ev in await asyncio.to_thread(stored_events, cw.store, cid, 0):
+            await ws.send_json(ev)
+            sent_upto[cid] = ev["seq"]
 
     async def pump() -> None:
         while True:
@@ -731,14 +931,24 @@ async def stream_events(
             if ev is None:
                 await ws.close(code=1013, reason="subscriber too slow; reconnect")
                 return
-            if ev["seq"] <= sent_upto.get(ev["call_id"], 0):
+            cid = ev["call_id"]
+            if ev["seq"] <= sent_upto.get(cid, 0):
                 continue
+            if cid in remote and ev["seq"] > sent_upto.get(cid, 0) + 1:
+                for missed in await fill_gap(cw.store, cid, sent_upto.get(cid, 0), ev["seq"]):
+                    await ws.send_json(missed)
             await ws.send_json(ev)
+            sent_upto[cid] = ev["seq"]
 
     async def watch() -> None:
+        # nothing is expected from the client; a flood is cut off like on ingest
+        bucket = TokenBucket(cw.config.ingest_msgs_per_s, cw.config.ingest_burst)
         while True:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
+                return
+            if not bucket.take():
+                await ws.close(code=1008, reason="too many messages on an event stream")
                 return
 
     tasks = [asyncio.create_task(pump()), asyncio.create_task(watch())]
@@ -752,27 +962,67 @@ async def stream_events(
         cw.bus.unsubscribe(sub)
 
 
-async def _first_frame_token(ws: WebSocket, timeout_s: float = 10.0) -> str:
-    """The token a browser sends as its first frame: ``{"type": "auth", "token": T}``."""
+def remote_call_ids(
+    cw: App, call_id: str | None, agent_id: str | None, local: list[LiveCall]
+) -> list[str]:
+    """Calls a new event stream follows that are not live here: the one call asked for, or
+    an agent's calls live on other instances."""
+    if cw.store is None:
+        return []
+    here = {c.call_id for c in local} | set(cw.calls.calls)
     try:
-        msg = await asyncio.wait_for(ws.receive_text(), timeout_s)
-        data = json.loads(msg)
-    except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError, KeyError):
-        return ""
-    if isinstance(data, dict) and data.get("type") == "auth":
-        return str(data.get("token") or "")
-    return ""
+        if call_id is not None:
+            return [] if call_id in here else [call_id]
+        rows = remote_live_calls(cw.store, cw.config.instance_id, here)
+    except StoreError as exc:
+        log.error("event stream backlog unavailable: %s", exc)
+        return []
+    return [r["call_id"] for r in rows if agent_id is None or r.get("agent_id") == agent_id]
+
+
+def stored_events(store: Store | None, call_id: str, after_seq: int) -> list[dict[str, Any]]:
+    """A call's stored events after ``after_seq``; [] when the store cannot be read."""
+    if store is None:
+        return []
+    try:
+        return [e for e in store.events_for(call_id) if e["seq"] > after_seq]
+    except StoreError as exc:
+        log.error("call %s: stored events unavailable: %s", call_id, exc)
+        return []
+
+
+async def fill_gap(
+    store: Store | None, call_id: str, sent: int, next_seq: int, wait_s: float = 3.0
+) -> list[dict[str, Any]]:
+    """The events between ``sent`` and ``next_seq`` that the bus delivered before this
+    stream subscribed; the instance running the call stores them within a fraction of a
+    second, so wait that long for them."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        got = [
+            e
+            for e in await asyncio.to_thread(stored_events, store, call_id, sent)
+            if e["seq"] < next_seq
+        ]
+        if len(got) == next_seq - sent - 1 or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.1)
 
 
 def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
     import uvicorn
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # the access log must not keep the agent panel's sign-in tokens (?token=...)
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config.setdefault("filters", {})["redact_tokens"] = {"()": RedactTokens}
+    log_config["handlers"]["access"]["filters"] = ["redact_tokens"]
     uvicorn.run(
         create_app(config),
+        log_config=log_config,
         host=host,
         port=port,
-        ws_max_size=MAX_FRAME_BYTES,
+        ws_max_size=config.max_frame_bytes,
         log_level="info",
         ws_ping_interval=20,
         ws_ping_timeout=20,

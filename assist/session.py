@@ -19,6 +19,7 @@ from assist.audit import build_report, emotion_summary
 from assist.bus import EventBus
 from assist.events import Event
 from assist.facts import call_facts
+from assist.persist import LiveStoreWriter
 from assist.pipeline import AsrJob, CallPipeline
 from assist.store import Store, StoreError
 from assist.suggest import Assistant, AssistLibrary
@@ -34,6 +35,11 @@ from qa_rules.engine import RuleEngine
 from qa_rules.schema import RulePack
 
 log = logging.getLogger(__name__)
+
+
+# A live call's stored listing is refreshed at least this often, so other instances can
+# tell a quiet call from one whose server died (see assist/cluster.py).
+HEARTBEAT_S = 15.0
 
 
 @dataclass
@@ -64,8 +70,10 @@ class LiveCall:
         emotion: EmotionAnalyzer | None = None,
         speakers: OnlineDiarizer | None = None,
         assistant: Assistant | None = None,
+        writer: LiveStoreWriter | None = None,
     ) -> None:
         self.info = info
+        self.writer = writer
         # A mono "mixed" stream: each utterance's speaker is found as it finishes.
         self.speakers = speakers
         self.scheduler = scheduler
@@ -103,6 +111,17 @@ class LiveCall:
             diarization=self.diarization(),
             started_at=self.started_wall,
         )
+        if writer is not None:
+            writer.call_started(
+                info.call_id,
+                agent_id=info.agent_id,
+                protocol=info.protocol,
+                language=info.language,
+                started_at=self.started_wall,
+                channels=list(info.channels),
+            )
+        self._listed_seq = 0  # the last seq whose listing went to the store, and when
+        self._listed_at = 0.0
         self._flush()
 
     @property
@@ -253,8 +272,29 @@ class LiveCall:
 
     # -- events --------------------------------------------------------------------------
     def _flush(self) -> None:
-        for ev in self.pipe.drain():
+        out = self.pipe.drain()
+        for ev in out:
             self._publish(ev)
+        if out and self.writer is not None:
+            self.writer.events(out)
+
+    def store_listing(self) -> None:
+        """Send the call's listing to the store if it changed (boards of other instances
+        list live calls from there)."""
+        if self.writer is None or not self.events:
+            return
+        now = time.monotonic()
+        if self.events[-1]["seq"] == self._listed_seq and now - self._listed_at < HEARTBEAT_S:
+            return
+        self._listed_seq, self._listed_at = self.events[-1]["seq"], now
+        row = self.listing()
+        self.writer.live_update(
+            self.call_id,
+            duration_s=row["duration_s"],
+            score=row["score"],
+            alerts=row["alerts"],
+            facts=row["facts"],
+        )
 
     def _publish(self, ev: Event) -> None:
         self.events.append(ev)
@@ -375,7 +415,9 @@ class CallManager:
         emotion: EmotionAnalyzer | None = None,
         diarize: bool = True,
         assist: AssistLibrary | None = None,
+        writer: LiveStoreWriter | None = None,
     ) -> None:
+        self.writer = writer
         self.emotion = emotion
         self.assist = assist
         self.diarize = diarize
@@ -402,6 +444,7 @@ class CallManager:
             self.emotion,
             self._online_diarizer(info),
             self.assist.assistant(info.language) if self.assist else None,
+            self.writer,
         )
         self.calls[info.call_id] = call
         self._trim()
@@ -431,11 +474,21 @@ class CallManager:
 
     async def end(self, call: LiveCall, reason: str) -> None:
         await call.end(reason)
-        if self.store is not None:
-            try:
-                await asyncio.to_thread(self.store.save_report, call.report(), "live")
-            except StoreError as exc:
-                log.error("call %s: %s", call.call_id, exc)
+        # A call cut by our own shutdown did not end: it is "interrupted", as after a crash.
+        status = "interrupted" if reason == "server_shutdown" else "ended"
+        if self.writer is not None:
+            self.writer.call_ended(call.report(), status, reason)
+            # the report is stored when this returns (unless the store is down: then queued)
+            await asyncio.to_thread(self.writer.flush, 5.0)
+
+    def store_listings(self) -> None:
+        """Refresh the stored listing of every live call that changed (every few seconds)."""
+        for call in list(self.calls.values()):
+            if call.active:
+                try:
+                    call.store_listing()
+                except Exception:
+                    log.exception("call %s: listing for the store failed", call.call_id)
 
     def _online_diarizer(self, info: CallInfo) -> OnlineDiarizer | None:
         """Mono mixed streams get speakers found live; the call's enrolled agent, if any."""

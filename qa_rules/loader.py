@@ -18,6 +18,8 @@ from qa_rules.schema import KINDS, CompositeRule, RulePack
 
 BUILTIN_PACKS = Path(__file__).parent / "packs"
 M = TypeVar("M", bound=BaseModel)
+MAX_DEPTH = 64  # nesting of mappings and lists; real packs use under 12
+MAX_VALUES = 200_000  # scalars and collections once aliases are expanded (alias bombs)
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,30 @@ class RuleError(ValueError):
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (YAML silently keeps the last one)."""
+    """SafeLoader that refuses duplicate keys (YAML silently keeps the last one), and turns
+    a value its tag cannot hold (``2001-13-45``, ``!!float abc``) into a marked error."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError) as exc:
+            tag = node.tag.rsplit(":", 1)[-1]
+            value = node.value if isinstance(node, yaml.ScalarNode) else "..."
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {str(value)[:40]!r} as {tag}: {exc}", node.start_mark
+            ) from exc
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a list or mapping cannot be a key (unhashable)", key_node.start_mark
+            ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None,
@@ -65,6 +84,47 @@ _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
     _construct_mapping,
 )
+
+
+def _check_shape(text: str, filename: str) -> None:
+    """Refuse, before building anything, YAML nested past MAX_DEPTH or expanding (through
+    aliases) to more than MAX_VALUES values: either would exhaust the stack or the CPU."""
+    sizes: dict[str, int] = {}  # anchor -> expanded size of its node
+    stack: list[tuple[str | None, int]] = []  # open collections: (anchor, size so far)
+    open_anchors: set[str] = set()
+
+    def fail(event: yaml.Event, message: str) -> RuleError:
+        line = event.start_mark.line + 1 if event.start_mark else 1
+        return RuleError([RuleIssue(filename, line, "", message)])
+
+    def add(n: int, event: yaml.Event) -> None:
+        if stack:
+            anchor, size = stack[-1]
+            stack[-1] = (anchor, size + n)
+            if size + n > MAX_VALUES:
+                raise fail(event, f"this file expands past {MAX_VALUES} values (aliases included)")
+
+    for event in yaml.parse(text, Loader=_UniqueKeyLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_DEPTH:
+                raise fail(event, f"nested more than {MAX_DEPTH} levels deep")
+            stack.append((event.anchor, 1))
+            if event.anchor:
+                open_anchors.add(event.anchor)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = stack.pop()
+            if anchor:
+                sizes[anchor] = size
+                open_anchors.discard(anchor)
+            add(size, event)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor in open_anchors:
+                raise fail(event, f"alias *{event.anchor} refers to itself (a recursive value)")
+            add(sizes.get(event.anchor or "", 1), event)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor:
+                sizes[event.anchor] = 1
+            add(1, event)
 
 
 def yaml_line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -113,17 +173,37 @@ def field_path(loc: tuple[int | str, ...], data: Any) -> str:
 
 def load_yaml(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
     """The YAML's node tree (for line numbers) and data; duplicate keys refused.
-    Raises RuleError naming the line of a syntax error."""
+    Raises RuleError naming the line of any problem (only RuleError, whatever the text)."""
     try:
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        _check_shape(text, filename)
+        loader = _UniqueKeyLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
+        line = mark.line + 1 if mark else 1
         raise RuleError([RuleIssue(filename, line, "", f"invalid YAML: {exc.problem}")]) from exc
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. NUL
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        message = str(exc).splitlines()[0]
+        raise RuleError([RuleIssue(filename, line, "", f"invalid YAML: {message}")]) from exc
     except yaml.YAMLError as exc:
-        raise RuleError([RuleIssue(filename, None, "", f"invalid YAML: {exc}")]) from exc
+        raise RuleError([RuleIssue(filename, 1, "", f"invalid YAML: {exc}")]) from exc
+    except RecursionError as exc:  # _check_shape keeps nesting far below this
+        raise RuleError([RuleIssue(filename, 1, "", "invalid YAML: nested too deeply")]) from exc
     return node, data
+
+
+def peek_yaml(text: str) -> Any:
+    """The data of a YAML text, or None if it does not load for any reason: a first look
+    (the pack's name, a rule's id) before the real parse reports problems with lines."""
+    try:
+        return load_yaml(text, "<peek>")[1]
+    except RuleError:
+        return None
 
 
 def parse_yaml_model(text: str, filename: str, model: type[M], shape: str) -> M:
@@ -198,21 +278,23 @@ def load_texts(texts: dict[str, str]) -> list[RulePack]:
             issues.extend(exc.issues)
             continue
         if pack.pack in files:
+            line = _line_in(text, ("pack",))
             issues.append(
-                RuleIssue(name, None, "pack", f"pack {pack.pack!r} is also in {files[pack.pack]}")
+                RuleIssue(name, line, "pack", f"pack {pack.pack!r} is also in {files[pack.pack]}")
             )
             continue
         packs.append(pack)
         files[pack.pack] = name
     seen: dict[str, str] = {}
     for pack in packs:
-        for r in pack.rules:
+        for i, r in enumerate(pack.rules):
             if r.id in seen and seen[r.id] != pack.pack:
+                file = files[pack.pack]
                 issues.append(
                     RuleIssue(
-                        files[pack.pack],
-                        None,
-                        f"rules(id={r.id})",
+                        file,
+                        _line_in(texts[file], ("rules", i)),
+                        f"rules[{i}](id={r.id})",
                         f"rule id also defined in pack {seen[r.id]!r}",
                     )
                 )
@@ -221,6 +303,11 @@ def load_texts(texts: dict[str, str]) -> list[RulePack]:
     if issues:
         raise RuleError(issues)
     return packs
+
+
+def _line_in(text: str, loc: tuple[int | str, ...]) -> int:
+    """The line of ``loc`` in a text that already parsed (cross-file issues)."""
+    return yaml_line_of(yaml.compose(text, Loader=_UniqueKeyLoader), loc) or 1
 
 
 def _reference_issues(

@@ -6,6 +6,8 @@ Field names are what QA teams write in YAML; see docs/rules.md for a worked exam
 from __future__ import annotations
 
 import re
+import re._constants as sre
+import re._parser as sre_parse
 import string
 from typing import Annotated, Any, Literal
 
@@ -22,7 +24,9 @@ Severity = Literal["info", "warning", "critical"]
 Audience = Literal["agent", "supervisor"]
 SpeakerSel = Literal["agent", "customer", "any"]
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_PACK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # the pack's file name, too
+MAX_WEIGHT = 1000.0  # a rule's weight in the score; sums of huge weights overflow to inf
 
 # Placeholders each kind offers to its message template, e.g. "Dead air for {duration:.0f} s".
 TEMPLATE_FIELDS: dict[str, set[str]] = {
@@ -53,7 +57,7 @@ KINDS = tuple(TEMPLATE_FIELDS)
 class Window(BaseModel):
     """Where in the call a rule looks: the first N s, the last N s, or (empty) anytime."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     first_s: float | None = Field(default=None, gt=0)
     last_s: float | None = Field(default=None, gt=0)
 
@@ -72,7 +76,8 @@ class Window(BaseModel):
 
 
 class RuleBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf/NaN weights and durations would reach scores and JSON answers (which refuse them)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str
     description: str = ""
@@ -81,7 +86,7 @@ class RuleBase(BaseModel):
     message: str = ""
     # Lines the agent could say when this fires (audience agent): sent as a suggestion card.
     prompt: list[str] = Field(default_factory=list)
-    weight: float = Field(default=1.0, ge=0)
+    weight: float = Field(default=1.0, ge=0, le=MAX_WEIGHT)
     cooldown_s: float = Field(default=30.0, ge=0)
     enabled: bool = True
     # Where in the call the rule looks. Event rules: first_s drops alerts after N s; last_s
@@ -91,7 +96,7 @@ class RuleBase(BaseModel):
     @field_validator("id")
     @classmethod
     def _id_shape(cls, v: str) -> str:
-        if not _ID_RE.match(v):
+        if not _ID_RE.fullmatch(v):
             raise ValueError(
                 "id must be lower-case letters, digits, '_', '-' or '.', starting with a "
                 f"letter or digit (got {v!r})"
@@ -119,7 +124,12 @@ class RuleBase(BaseModel):
             names = {f for _, f, _, _ in string.Formatter().parse(self.message) if f}
         except ValueError as exc:
             raise ValueError(f"message template is malformed: {exc}") from exc
-        unknown = sorted(n for n in names if n.split(".")[0].split("[")[0] not in allowed)
+        reached = sorted(n for n in names if "." in n or "[" in n)
+        if reached:  # "{t.__class__...}" would read attributes of the values at alert time
+            raise ValueError(
+                f"message placeholders name a value, not an attribute or item of it: {reached}"
+            )
+        unknown = sorted(n for n in names if n not in allowed)
         if unknown:
             raise ValueError(
                 f"message uses unknown placeholder(s) {unknown}; available: {sorted(allowed)}"
@@ -182,14 +192,168 @@ class PhraseRule(RuleBase):
         for i, pattern in enumerate(v):
             try:
                 re.compile(pattern)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:
                 raise ValueError(f"regex[{i}] {pattern!r} does not compile: {exc}") from exc
+            why = backtracking_risk(pattern)
+            if why:
+                raise ValueError(
+                    f"regex[{i}] {pattern!r} can backtrack catastrophically ({why}) and stall "
+                    "every live call; make the repeats unambiguous, or use a possessive "
+                    "quantifier (x++) or an atomic group (?>...)"
+                )
         return v
 
     @property
     def items(self) -> list[str]:
         """Phrases then regexes, the units ``match`` combines (regexes as ``re:PATTERN``)."""
         return [*self.phrases, *(f"re:{r}" for r in self.regex)]
+
+
+# -- regexes that cannot stall the engine ------------------------------------------------------
+# Regexes run on every final transcript, in the live engine. Python's ``re`` backtracks: a
+# pattern like ``(\w+\s?)+refund`` takes exponential time on an utterance without "refund"
+# (seconds at 8 words, hours at 20). Such patterns are refused when the pack loads. The test
+# is on the parsed pattern: a repeat is ambiguous when what its body starts with can also
+# follow it, so one text splits into iterations in many ways.
+_SAMPLE = frozenset(string.printable + "éßñ中文字١٢")  # characters standing for the alphabet
+_CATEGORY = {"DIGIT": r"\d", "SPACE": r"\s", "WORD": r"\w"}
+_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT)
+Items = list[tuple[Any, Any]]
+
+
+def _category(name: str) -> frozenset[str]:
+    base = next(v for k, v in _CATEGORY.items() if k in name)
+    chars = frozenset(c for c in _SAMPLE if re.fullmatch(base, c))
+    return _SAMPLE - chars if "NOT" in name else chars
+
+
+def _class_chars(items: Items) -> frozenset[str]:
+    chars: set[str] = set()
+    negate = False
+    for op, av in items:
+        if op is sre.NEGATE:
+            negate = True
+        elif op is sre.LITERAL:
+            chars |= {chr(av), chr(av).lower(), chr(av).upper()}
+        elif op is sre.RANGE:
+            chars |= {c for c in _SAMPLE if av[0] <= ord(c) <= av[1]} | {chr(av[0])}
+        elif op is sre.CATEGORY:
+            chars |= _category(str(av))
+        else:
+            chars |= _SAMPLE
+    return _SAMPLE - chars if negate else frozenset(chars)
+
+
+def _first(items: Items, follow: frozenset[str]) -> frozenset[str]:
+    """Characters a match of ``items`` can start with (``follow`` if it can be empty)."""
+    out: set[str] = set()
+    for op, av in items:
+        if op is sre.LITERAL:
+            return frozenset(out | {chr(av), chr(av).lower(), chr(av).upper()})
+        if op in (sre.NOT_LITERAL, sre.ANY, sre.GROUPREF, sre.GROUPREF_EXISTS):
+            return _SAMPLE  # GROUPREF: whatever the group matched; conservative
+        if op is sre.IN:
+            return frozenset(out | _class_chars(av))
+        if op is sre.SUBPATTERN or op is sre.ATOMIC_GROUP:
+            inner = av[3] if op is sre.SUBPATTERN else av
+            out |= _first(list(inner), frozenset())
+            if not _nullable(list(inner)):
+                return frozenset(out)
+        elif op is sre.BRANCH:
+            for alt in av[1]:
+                out |= _first(list(alt), frozenset())
+            if not any(_nullable(list(alt)) for alt in av[1]):
+                return frozenset(out)
+        elif op in (*_REPEATS, sre.POSSESSIVE_REPEAT):
+            out |= _first(list(av[2]), frozenset())
+            if av[0] > 0 and not _nullable(list(av[2])):
+                return frozenset(out)
+        # AT, ASSERT, ASSERT_NOT: zero width, look further
+    return frozenset(out | follow)
+
+
+def _nullable(items: Items) -> bool:
+    """Whether ``items`` can match the empty string."""
+    for op, av in items:
+        if op in (sre.LITERAL, sre.NOT_LITERAL, sre.ANY, sre.IN):
+            return False
+        if op is sre.SUBPATTERN or op is sre.ATOMIC_GROUP:
+            if not _nullable(list(av[3] if op is sre.SUBPATTERN else av)):
+                return False
+        elif op is sre.BRANCH:
+            if not any(_nullable(list(alt)) for alt in av[1]):
+                return False
+        elif op in (*_REPEATS, sre.POSSESSIVE_REPEAT) and av[0] > 0 and not _nullable(list(av[2])):
+            return False
+    return True
+
+
+def _literal(items: Items) -> str | None:
+    if all(op is sre.LITERAL for op, _ in items):
+        return "".join(chr(av) for _, av in items)
+    return None
+
+
+def _risk(items: Items, follow: frozenset[str], loop: bool) -> str | None:
+    """Why ``items`` (followed by ``follow``; ``loop``: inside a repeat of more than one
+    iteration) can backtrack catastrophically, or None."""
+    run = 0  # adjacent unbounded repeats whose end is ambiguous: polynomial of that degree
+    for i, (op, av) in enumerate(items):
+        after = _first(items[i + 1 :], follow)
+        if op in _REPEATS:
+            lo, hi, body = av[0], av[1], list(av[2])
+            ambiguous = lo != hi and bool(_first(body, frozenset()) & after)
+            if ambiguous and loop:
+                return "a repeat inside a repeat can split the same text in many ways"
+            run = run + 1 if ambiguous and hi == sre.MAXREPEAT else 0
+            if run >= 3:
+                return f"{run} adjacent repeats can share the same characters"
+            inner_follow = after | (_first(body, frozenset()) if hi > 1 else frozenset())
+            why = _risk(body, inner_follow, loop or hi > 1)
+        elif op is sre.POSSESSIVE_REPEAT or op is sre.ATOMIC_GROUP:
+            run = 0  # never backtracked into: only its inside can go wrong
+            body = list(av[2] if op is sre.POSSESSIVE_REPEAT else av)
+            why = _risk(body, frozenset(), False)
+        elif op is sre.SUBPATTERN:
+            why = _risk(list(av[3]), after, loop)
+        elif op is sre.BRANCH:
+            alts = [list(a) for a in av[1]]
+            why = _branch_risk(alts, after) if loop else None
+            for alt in alts:
+                why = why or _risk(alt, after, loop)
+        elif op in (sre.ASSERT, sre.ASSERT_NOT):
+            why = _risk(list(av[1]), _SAMPLE, False)
+        else:
+            if op is not sre.AT:  # a zero-width anchor keeps repeats adjacent
+                run = 0
+            continue
+        if why:
+            return why
+    return None
+
+
+def _branch_risk(alts: list[Items], after: frozenset[str]) -> str | None:
+    """Two alternatives of a repeated group that can match the same text."""
+    for a in range(len(alts)):
+        for b in range(a + 1, len(alts)):
+            s1, s2 = _literal(alts[a]), _literal(alts[b])
+            if s1 is not None and s2 is not None:
+                short, long_ = sorted((s1, s2), key=len)
+                clash = long_.startswith(short) and (short == long_ or long_[len(short)] in after)
+            else:
+                clash = bool(_first(alts[a], after) & _first(alts[b], after))
+            if clash:
+                return "two alternatives of a repeated group can match the same text"
+    return None
+
+
+def backtracking_risk(pattern: str) -> str | None:
+    """Why ``pattern`` could take exponential (or high-polynomial) time on a transcript."""
+    try:
+        parsed = sre_parse.parse(pattern)
+    except (re.error, OverflowError, RecursionError):
+        return None  # the compile check reports it
+    return _risk(list(parsed), frozenset(), False)
 
 
 class SilenceRule(RuleBase):
@@ -372,7 +536,7 @@ class Cond(BaseModel):
     index), ``silence`` (dead air of at least N s).
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     all_: list[Cond] | None = Field(default=None, alias="all", min_length=1)
     any_: list[Cond] | None = Field(default=None, alias="any", min_length=1)
@@ -488,13 +652,23 @@ Rule = Annotated[AnyRule, Field(discriminator="kind")]
 
 
 class RulePack(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     pack: str
     version: int = 1
     language: str = "en"
     description: str = ""
     rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("pack")
+    @classmethod
+    def _pack_name(cls, v: str) -> str:
+        if not _PACK_RE.fullmatch(v):
+            raise ValueError(
+                "pack name: use letters, digits, '_', '-' or '.', starting with a letter or "
+                f"digit, at most 128 characters (it becomes the file name; got {v[:40]!r})"
+            )
+        return v
 
     @model_validator(mode="after")
     def _unique_ids(self) -> RulePack:

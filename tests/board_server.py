@@ -93,28 +93,45 @@ class Board:
         protocol: str = "twilio",
     ) -> LiveCall:
         """Replay a demo call live and keep it open from ``hold_at_s`` (audio seconds)."""
-        live = LiveCall(call_id or f"live-{name}-{time.monotonic_ns() % 10**8}", self.http)
+        return start_held_call(
+            self.ws, self.http, name, hold_at_s, speed, call_id, agent_id, protocol
+        )
 
-        def run() -> None:
-            try:
-                live.result = asyncio.run(
-                    replay(
-                        self.ws,
-                        str(DEMO_CALLS / f"{name}.wav"),
-                        protocol=protocol,
-                        speed=speed,
-                        call_id=live.call_id,
-                        agent_id=agent_id,
-                        hold_at_s=hold_at_s,
-                        release=live.release,
-                    )
+
+def start_held_call(
+    ws: str,
+    http: str,
+    name: str = "cancel_call",
+    hold_at_s: float = 75.0,
+    speed: float = 4.0,
+    call_id: str | None = None,
+    agent_id: str = "dana",
+    protocol: str = "twilio",
+) -> LiveCall:
+    """Replay a demo call into the server at ``ws`` in a thread, holding it open from
+    ``hold_at_s`` (audio seconds) until ``LiveCall.finish()``."""
+    live = LiveCall(call_id or f"live-{name}-{time.monotonic_ns() % 10**8}", http)
+
+    def run() -> None:
+        try:
+            live.result = asyncio.run(
+                replay(
+                    ws,
+                    str(DEMO_CALLS / f"{name}.wav"),
+                    protocol=protocol,
+                    speed=speed,
+                    call_id=live.call_id,
+                    agent_id=agent_id,
+                    hold_at_s=hold_at_s,
+                    release=live.release,
                 )
-            except BaseException as exc:  # surfaced by wait_for / the test
-                live.error = exc
+            )
+        except BaseException as exc:  # surfaced by wait_for / the test
+            live.error = exc
 
-        live.thread = threading.Thread(target=run, daemon=True, name=f"live-{name}")
-        live.thread.start()
-        return live
+    live.thread = threading.Thread(target=run, daemon=True, name=f"live-{name}")
+    live.thread.start()
+    return live
 
 
 @contextmanager

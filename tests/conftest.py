@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,45 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own store so nothing leaks between tests or into ~/.local."""
     monkeypatch.setenv("CALLWATCH_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("CALLWATCH_DB_URL", raising=False)
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """One throwaway PostgreSQL database per test module (tests/pg.py), dropped after it."""
+    from tests import pg
+
+    with pg.throwaway_database("cw_test") as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store on each backend: a SQLite file, or the module's PostgreSQL database
+    emptied for this test (skipped locally, failed in CI, when PostgreSQL is down)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    from tests import pg
+
+    url: str = request.getfixturevalue("pg_database")
+    pg.reset(url)
+    return url
+
+
+@pytest.fixture
+def open_store(store_url: str) -> Iterator[Callable[..., Any]]:
+    """Opens ``Store(store_url)`` (as often as a test needs: several instances), and closes
+    them all after the test."""
+    from assist.store import Store
+
+    opened: list[Store] = []
+
+    def make(**kw: Any) -> Store:
+        opened.append(Store(store_url, **kw))
+        return opened[-1]
+
+    yield make
+    for s in opened:
+        s.close()
 
 
 @pytest.fixture(scope="session")

@@ -69,6 +69,16 @@ def token(state: App) -> str:
 
 
 @pytest.fixture(scope="module")
+def staff(state: App) -> dict[str, str]:
+    """The replays' ingest token, and a supervisor token to follow calls and read feedback."""
+    assert state.store is not None
+    return {
+        role: state.store.create_token(role, None, f"panel test {role}")
+        for role in ("ingest", "supervisor")
+    }
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -91,7 +101,9 @@ def page(browser: Browser, base: str) -> Iterator[Page]:
 class Replay:
     """A demo call replayed into the server from a thread (the browser owns the main one)."""
 
-    def __init__(self, url: str, name: str, call_id: str, speed: float) -> None:
+    def __init__(
+        self, url: str, name: str, call_id: str, speed: float, staff: dict[str, str]
+    ) -> None:
         self.call_id = call_id
         self.result: ReplayResult | None = None
         self.error: BaseException | None = None
@@ -106,6 +118,8 @@ class Replay:
                         speed=speed,
                         agent_id="sarah",
                         call_id=call_id,
+                        token=staff["ingest"],
+                        events_token=staff["supervisor"],
                     )
                 )
             except BaseException as exc:  # reported by join()
@@ -154,14 +168,17 @@ def shot(page: Page, name: str) -> None:
 # -- tests ---------------------------------------------------------------------------------------
 
 
-def test_agent_follows_a_live_call(page: Page, url: str, base: str, token: str) -> None:
+def test_agent_follows_a_live_call(
+    page: Page, url: str, base: str, token: str, staff: dict[str, str]
+) -> None:
     open_panel(page, base, token)
     # the token left the address bar (it lives in sessionStorage for this tab only)
     assert "token" not in page.url and "agent=sarah" in page.url
     assert page.evaluate("sessionStorage.getItem('callwatch.token')") == token
     expect(page.locator("#call-status")).to_have_text("Waiting for a call")
 
-    call = Replay(url, "cancel_call", "panel-cancel", speed=2.0)
+    call = Replay(url, "cancel_call", "panel-cancel", speed=2.0, staff=staff)
+    boss = {"Authorization": f"Bearer {staff['supervisor']}"}
 
     # the call shows up by itself, and the customer's cancel request is on the customer side
     expect(page.locator("#call-id")).to_have_text("panel-cancel", timeout=20_000)
@@ -191,7 +208,9 @@ def test_agent_follows_a_live_call(page: Page, url: str, base: str, token: str) 
     expect(card.get_by_role("button", name="Helpful", exact=True)).to_have_attribute(
         "aria-pressed", "true"
     )
-    rows = httpx.get(f"{base}/v1/suggestions/feedback", params={"call_id": "panel-cancel"}).json()
+    rows = httpx.get(
+        f"{base}/v1/suggestions/feedback", params={"call_id": "panel-cancel"}, headers=boss
+    ).json()
     helpful = [r for r in rows["feedback"] if r["verdict"] == "helpful"]
     assert [(r["suggestion_id"], r["agent_id"], r["intent"]) for r in helpful] == [
         (sid, "sarah", "cancel_service")
@@ -212,7 +231,7 @@ def test_agent_follows_a_live_call(page: Page, url: str, base: str, token: str) 
         lambda: [
             r
             for r in httpx.get(
-                f"{base}/v1/suggestions/feedback", params={"call_id": "panel-cancel"}
+                f"{base}/v1/suggestions/feedback", params={"call_id": "panel-cancel"}, headers=boss
             ).json()["feedback"]
             if r["verdict"] == "copied" and r["suggestion_id"] == focused_id and r["line"] == 0
         ],
@@ -285,9 +304,11 @@ def test_bad_token_shows_the_sign_in_form(page: Page, base: str, token: str) -> 
     assert page.evaluate("window.__callwatch.connection") == "signed-out"
 
 
-def test_reconnects_without_repeating_lines(page: Page, url: str, base: str, token: str) -> None:
+def test_reconnects_without_repeating_lines(
+    page: Page, url: str, base: str, token: str, staff: dict[str, str]
+) -> None:
     open_panel(page, base, token)
-    call = Replay(url, "clean_call", "panel-reconnect", speed=4.0)
+    call = Replay(url, "clean_call", "panel-reconnect", speed=4.0, staff=staff)
     expect(page.locator("#call-id")).to_have_text("panel-reconnect", timeout=20_000)
     expect(page.locator(".line:not(.partial)")).not_to_have_count(0, timeout=20_000)
     page.wait_for_function("document.querySelectorAll('.line:not(.partial)').length >= 3")

@@ -45,6 +45,7 @@ def tokens(state: App) -> dict[str, str]:
         "sarah": state.store.create_token("agent", "sarah", "test"),
         "emma": state.store.create_token("agent", "emma", "test"),
         "boss": state.store.create_token("supervisor", None, "test"),
+        "ingest": state.store.create_token("ingest", None, "test"),
     }
 
 
@@ -56,8 +57,9 @@ def norm(text: str) -> str:
     return re.sub(r"[^a-z ]", "", text.lower()).strip()
 
 
-async def _live_call(url: str, token: str) -> tuple[Any, list[dict[str, Any]]]:
+async def _live_call(url: str, tokens: dict[str, str]) -> tuple[Any, list[dict[str, Any]]]:
     """Replay the cancel call as agent sarah; join sarah's stream mid-call."""
+    token = tokens["sarah"]
     task = asyncio.create_task(
         replay(
             url,
@@ -66,9 +68,12 @@ async def _live_call(url: str, token: str) -> tuple[Any, list[dict[str, Any]]]:
             speed=2.0,
             agent_id="sarah",
             call_id=CALL,
+            token=tokens["ingest"],
+            events_token=tokens["boss"],
         )
     )
-    async with httpx.AsyncClient() as client:
+    boss = {"Authorization": f"Bearer {tokens['boss']}"}
+    async with httpx.AsyncClient(headers=boss) as client:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             r = await client.get(f"{http(url)}/v1/calls/{CALL}")
@@ -88,7 +93,7 @@ async def _live_call(url: str, token: str) -> tuple[Any, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def live(url: str, tokens: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    res, agent_stream = asyncio.run(_live_call(url, tokens["sarah"]))
+    res, agent_stream = asyncio.run(_live_call(url, tokens))
     return res.events, agent_stream
 
 
@@ -163,11 +168,12 @@ def test_feedback_is_stored_for_qa(url: str, tokens: dict[str, str], live: Any) 
     post = f"{http(url)}/v1/calls/{CALL}/suggestions/{card['suggestion_id']}/feedback"
     auth = {"Authorization": f"Bearer {tokens['sarah']}"}
     assert httpx.post(post, json={"verdict": "helpful"}).status_code == 401
+    # another agent's call: "no call", as for one that does not exist (ids do not leak)
     assert (
         httpx.post(
             post, json={"verdict": "helpful"}, headers={"Authorization": f"Bearer {tokens['emma']}"}
         ).status_code
-        == 403
+        == 404
     )
     assert httpx.post(post, json={"verdict": "great"}, headers=auth).status_code == 422
     missing = f"{http(url)}/v1/calls/{CALL}/suggestions/s999/feedback"
@@ -176,7 +182,10 @@ def test_feedback_is_stored_for_qa(url: str, tokens: dict[str, str], live: Any) 
     assert ok.status_code == 200 and ok.json()["ok"] is True
     copied = httpx.post(post, json={"verdict": "copied", "line": 1}, headers=auth)
     assert copied.status_code == 200
-    listed = httpx.get(f"{http(url)}/v1/suggestions/feedback", params={"call_id": CALL}).json()
+    boss = {"Authorization": f"Bearer {tokens['boss']}"}
+    listed = httpx.get(
+        f"{http(url)}/v1/suggestions/feedback", params={"call_id": CALL}, headers=boss
+    ).json()
     rows = [(r["suggestion_id"], r["verdict"], r["intent"], r["line"]) for r in listed["feedback"]]
     assert rows == [
         (card["suggestion_id"], "helpful", "cancel_service", None),
@@ -185,8 +194,9 @@ def test_feedback_is_stored_for_qa(url: str, tokens: dict[str, str], live: Any) 
     assert listed["by_intent"]["cancel_service"]["helpful"] == 1
 
 
-def test_playbooks_endpoint_describes_what_is_loaded(url: str) -> None:
-    books = httpx.get(f"{http(url)}/v1/playbooks").json()
+def test_playbooks_endpoint_describes_what_is_loaded(url: str, tokens: dict[str, str]) -> None:
+    sarah = {"Authorization": f"Bearer {tokens['sarah']}"}
+    books = httpx.get(f"{http(url)}/v1/playbooks", headers=sarah).json()
     assert books["enabled"] is True
     (book,) = books["playbooks"]
     assert book["playbook"] == "contact_center" and book["embedder"]

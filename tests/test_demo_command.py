@@ -51,10 +51,21 @@ def test_demo_brings_up_server_board_and_live_calls(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert board_url == f"http://127.0.0.1:{board_port}", lines
         assert httpx.get(f"{board_url}/_stcore/health", timeout=10).text == "ok"
+        # access control is on: the demo prints the supervisor token the board uses
+        token = None
+        while time.monotonic() < deadline and proc.poll() is None and token is None:
+            found = [m for ln in lines if (m := re.search(r"supervisor token: (\S+)", ln))]
+            token = found[0].group(1) if found else None
+            time.sleep(0.1)
+        assert token, lines
+        boss = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/calls", timeout=5).status_code == 401
         # while the calls play, the server the board reads has them live
         while time.monotonic() < deadline and proc.poll() is None and not seen_live:
             try:
-                calls = httpx.get(f"http://127.0.0.1:{port}/v1/calls", timeout=5).json()["calls"]
+                calls = httpx.get(
+                    f"http://127.0.0.1:{port}/v1/calls", timeout=5, headers=boss
+                ).json()["calls"]
                 seen_live = [c for c in calls if c["status"] == "active"]
             except httpx.HTTPError:
                 pass

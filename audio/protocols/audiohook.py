@@ -15,15 +15,12 @@ paused, unknown message type) is answered with ``disconnect`` (reason ``error``,
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import re
-import time
 from typing import Any
 
 from audio.protocols.base import (
+    MAX_FILL_S,
     CallInfo,
     ChannelDecoder,
     Feed,
@@ -31,19 +28,15 @@ from audio.protocols.base import (
     decode_all,
     deinterleave,
     flush_all,
+    identifier,
+    language_code,
+    parse_json,
+    strict_json,
 )
 
 ROLE = {"external": "customer", "internal": "agent"}
 RATE = 8000
-_DURATION = re.compile(r"^PT(\d*\.?\d+)S$")
-SIGNED_COMPONENTS = (
-    "@request-target",
-    "@authority",
-    "audiohook-organization-id",
-    "audiohook-session-id",
-    "audiohook-correlation-id",
-    "x-api-key",
-)
+_DURATION = re.compile(r"PT(\d{1,9}(?:\.\d{1,9})?|\.\d{1,9})S")
 
 
 def client_message(
@@ -69,60 +62,21 @@ def client_message(
 
 
 def parse_duration(value: Any) -> float:
-    m = _DURATION.match(value) if isinstance(value, str) else None
+    """ISO 8601 seconds as AudioHook writes them ('PT1.5S'), up to 999999999 s."""
+    m = _DURATION.fullmatch(value) if isinstance(value, str) else None
     if not m:
-        raise ProtocolError(f"bad duration {value!r}; expected e.g. 'PT1.5S'")
+        raise ProtocolError(f"bad duration {str(value)[:40]!r}; expected e.g. 'PT1.5S'")
     return float(m.group(1))
 
 
-def signature_base(headers: dict[str, str], target: str, authority: str, params: str) -> str:
-    values = {"@request-target": target, "@authority": authority}
-    lines = []
-    for comp in SIGNED_COMPONENTS:
-        value = values.get(comp, headers.get(comp, ""))
-        lines.append(f'"{comp}": {value.strip()}')
-    lines.append(f'"@signature-params": {params}')
-    return "\n".join(lines)
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def verify_signature(
-    headers: dict[str, str],
-    target: str,
-    authority: str,
-    client_secret: str,
-    now: float | None = None,
-    max_age_s: float = 30.0,
-) -> str | None:
-    """Check the RFC 9421 HMAC-SHA256 signature Genesys puts on the upgrade request.
-
-    ``headers`` keys are lower-case. Returns None when valid, else the reason.
-    """
-    sig_input = headers.get("signature-input", "")
-    sig = headers.get("signature", "")
-    if not sig_input.startswith("sig1=") or not sig.startswith("sig1=:"):
-        return "missing or malformed Signature / Signature-Input"
-    params = sig_input[len("sig1=") :]
-    comps = re.match(r"^\(([^)]*)\)", params)
-    if not comps or tuple(c.strip('"') for c in comps.group(1).split()) != SIGNED_COMPONENTS:
-        return "signature does not cover the required components"
-    fields = dict(re.findall(r';(\w+)=("[^"]*"|\d+)', params))
-    if fields.get("alg", "").strip('"') != "hmac-sha256":
-        return "signature alg must be hmac-sha256"
-    if fields.get("keyid", "").strip('"') != headers.get("x-api-key"):
-        return "signature keyid does not match X-API-KEY"
-    now = time.time() if now is None else now
-    try:
-        created = int(fields.get("created", "0"))
-        expires = int(fields.get("expires", "0"))
-    except ValueError:
-        return "bad created/expires"
-    if created > now + 5 or now - created > max_age_s or (expires and expires < now):
-        return "signature expired or not yet valid"
-    key = base64.b64decode(client_secret)
-    base = signature_base(headers, target, authority, params)
-    expected = base64.b64encode(hmac.new(key, base.encode(), hashlib.sha256).digest()).decode()
-    given = sig[len("sig1=:") :].rstrip(":")
-    return None if hmac.compare_digest(expected, given) else "signature mismatch"
+def _short(value: Any, limit: int = 40) -> str:
+    """A wire value quoted for an error message, cut so a huge one cannot flood the log."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class AudioHookAdapter:
@@ -159,22 +113,22 @@ class AudioHookAdapter:
     # -- input ---------------------------------------------------------------------------
     def on_text(self, text: str) -> Feed:
         try:
-            msg = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise self._fail(f"malformed JSON: {exc}") from exc
+            msg = parse_json(text)
+        except ProtocolError as exc:
+            raise self._fail(str(exc)) from exc
         if not isinstance(msg, dict):
             raise self._fail("message is not a JSON object")
         if msg.get("version") != "2":
-            raise self._fail(f'unsupported version {msg.get("version")!r}; expected "2"')
+            raise self._fail(f'unsupported version {_short(msg.get("version"))}; expected "2"')
         seq = msg.get("seq")
-        if not isinstance(seq, int) or seq != self._clientseq + 1:
-            raise self._fail(f"bad seq {seq!r}; expected {self._clientseq + 1}")
+        if not _is_int(seq) or seq != self._clientseq + 1:
+            raise self._fail(f"bad seq {_short(seq)}; expected {self._clientseq + 1}")
         self._clientseq = seq
         if self.session_id is not None and msg.get("id") != self.session_id:
-            raise self._fail(f"message id {msg.get('id')!r} is not this session")
+            raise self._fail(f"message id {_short(msg.get('id'))} is not this session")
         serverseq = msg.get("serverseq", 0)
-        if not isinstance(serverseq, int) or serverseq > self._seq:
-            raise self._fail(f"serverseq {serverseq!r} is ahead of our seq {self._seq}")
+        if not _is_int(serverseq) or serverseq > self._seq:
+            raise self._fail(f"serverseq {_short(serverseq)} is ahead of our seq {self._seq}")
         params = msg.get("parameters")
         if not isinstance(params, dict):
             raise self._fail("parameters must be an object")
@@ -187,7 +141,7 @@ class AudioHookAdapter:
             return Feed(replies=[self._msg("pong")])
         if kind == "close":
             self._closed = True
-            feed = Feed(ended=str(params.get("reason") or "end"), close=False)
+            feed = Feed(ended=str(params.get("reason") or "end")[:128], close=False)
             feed.audio = flush_all(self._decoders)
             feed.replies.append(self._msg("closed"))
             return feed
@@ -195,30 +149,43 @@ class AudioHookAdapter:
             self._paused = True
             return Feed()
         if kind in ("resumed", "discarded"):
+            try:
+                gap = parse_duration(params.get("discarded", "PT0S"))
+            except ProtocolError as exc:
+                raise self._fail(f"{kind}.parameters.discarded: {exc}") from exc
             self._paused = False if kind == "resumed" else self._paused
-            gap = parse_duration(params.get("discarded", "PT0S"))
             n = round(gap * RATE)
             feed = Feed()
             if n > 0:  # keep the channels on the call clock across the lost audio
                 feed.audio = [(i, d.silence(n)) for i, d in enumerate(self._decoders)]
-                feed.warnings.append(f"{gap:.2f} s of audio discarded by the client")
+                filled = "" if gap <= MAX_FILL_S else f" ({MAX_FILL_S:.0f} s filled with silence)"
+                feed.warnings.append(f"{gap:.2f} s of audio discarded by the client{filled}")
             return feed
         if kind == "update":
-            lang = params.get("language")
-            if isinstance(lang, str) and self.info is not None:
-                self.info.language = lang.split("-")[0].lower()
+            lang = language_code(params.get("language"))
+            if lang is not None and self.info is not None:
+                self.info.language = lang
             return Feed()
         if kind == "error":
-            return Feed(warnings=[f"client error {params.get('code')}: {params.get('message')}"])
-        raise self._fail(f"unknown message type {kind!r}")
+            code, message = _short(params.get("code")), _short(params.get("message"), 200)
+            return Feed(warnings=[f"client error {code}: {message}"])
+        raise self._fail(f"unknown message type {_short(kind)}")
 
     def _open(self, msg: dict[str, Any], params: dict[str, Any]) -> Feed:
         if self.info is not None:
             raise self._fail("second 'open' in one session")
-        sid = msg.get("id")
-        if not isinstance(sid, str) or not sid:
-            raise self._fail("open without a session id")
-        self.session_id = sid
+        try:
+            sid = identifier(msg.get("id"), "open id (the session id)")
+        except ProtocolError as exc:
+            raise self._fail(str(exc)) from exc
+        self.session_id = sid  # replies carry it, the disconnect for a bad open too
+        try:
+            return self._open_session(sid, params)
+        except ProtocolError:
+            self.session_id = None  # a refused open leaves the session unopened
+            raise
+
+    def _open_session(self, sid: str, params: dict[str, Any]) -> Feed:
         media = params.get("media")
         if not isinstance(media, list):
             raise self._fail("open.parameters.media must be a list")
@@ -240,21 +207,25 @@ class AudioHookAdapter:
             raise self._fail("open.parameters.conversationId is required")
         raw_custom = params.get("customConfig")
         custom: dict[str, Any] = raw_custom if isinstance(raw_custom, dict) else {}
-        lang = params.get("language")
-        participant = (
-            params.get("participant") if isinstance(params.get("participant"), dict) else {}
-        )
+        try:
+            call_id = identifier(conv, "open.parameters.conversationId")
+            agent = custom.get("agent_id")
+            agent_id = identifier(agent, "customConfig.agent_id") if agent else None
+        except ProtocolError as exc:
+            raise self._fail(str(exc)) from exc
+        participant = params.get("participant")
+        org = params.get("organizationId")
         self._decoders = [ChannelDecoder("mulaw", RATE) for _ in chosen["channels"]]
         self.info = CallInfo(
-            call_id=conv,
+            call_id=call_id,
             protocol=self.protocol,
             channels=[ROLE[c] for c in chosen["channels"]],
-            agent_id=str(custom["agent_id"]) if custom.get("agent_id") else None,
-            language=lang.split("-")[0].lower() if isinstance(lang, str) else None,
+            agent_id=agent_id,
+            language=language_code(params.get("language")),
             metadata={
                 "sessionId": sid,
-                "organizationId": params.get("organizationId"),
-                "participant": participant,
+                "organizationId": org if isinstance(org, str) else None,
+                "participant": strict_json(participant) if isinstance(participant, dict) else {},
                 "probe": conv == "00000000-0000-0000-0000-000000000000",
             },
         )
@@ -275,7 +246,8 @@ class AudioHookAdapter:
             and m.get("rate") == RATE
             and isinstance(m.get("channels"), list)
             and 1 <= len(m["channels"]) <= 2
-            and all(c in ROLE for c in m["channels"])
+            and all(isinstance(c, str) and c in ROLE for c in m["channels"])
+            and len(set(m["channels"])) == len(m["channels"])
         ]
         ok.sort(key=lambda m: -len(m["channels"]))
         return ok[0] if ok else None

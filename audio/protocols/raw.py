@@ -27,6 +27,9 @@ from audio.protocols.base import (
     decode_all,
     deinterleave,
     flush_all,
+    identifier,
+    language_code,
+    parse_json,
 )
 from audio.resample import streamable
 
@@ -48,11 +51,10 @@ class RawAdapter:
 
     def on_text(self, text: str) -> Feed:
         try:
-            msg = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError(
-                f"malformed JSON: {exc}", replies=[_error(f"malformed JSON: {exc}")]
-            ) from exc
+            msg = parse_json(text)
+        except ProtocolError as exc:
+            exc.replies = [_error(str(exc))]
+            raise
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
             raise ProtocolError(
                 "message must be a JSON object with a 'type'",
@@ -62,17 +64,15 @@ class RawAdapter:
         if kind == "start":
             return self._start(msg)
         if self.info is None:
-            raise ProtocolError(
-                f"'{kind}' before 'start'", fatal=True, replies=[_error(f"'{kind}' before 'start'")]
-            )
+            text = f"{kind[:40]!r} before 'start'"
+            raise ProtocolError(text, fatal=True, replies=[_error(text)])
         if kind == "stop":
-            feed = Feed(ended=str(msg.get("reason") or "completed"), close=True)
+            feed = Feed(ended=str(msg.get("reason") or "completed")[:128], close=True)
             feed.audio = flush_all(self._decoders)
             feed.replies.append(json.dumps({"type": "stopped", "call_id": self.info.call_id}))
             return feed
-        raise ProtocolError(
-            f"unknown message type {kind!r}", replies=[_error(f"unknown message type {kind!r}")]
-        )
+        text = f"unknown message type {kind[:40]!r}"
+        raise ProtocolError(text, replies=[_error(text)])
 
     def _start(self, msg: dict[str, Any]) -> Feed:
         if self.info is not None:
@@ -81,10 +81,15 @@ class RawAdapter:
             )
         problems = []
         rate = msg.get("sample_rate")
-        if not isinstance(rate, int) or not streamable(rate) or not 8000 <= rate <= 48000:
+        if (
+            not isinstance(rate, int)
+            or isinstance(rate, bool)
+            or not 8000 <= rate <= 48000
+            or not streamable(rate)
+        ):
             problems.append("sample_rate must be 8000, 16000, 32000 or 48000")
         encoding = msg.get("encoding", "pcm16")
-        if encoding not in ENCODINGS:
+        if not isinstance(encoding, str) or encoding not in ENCODINGS:
             problems.append(f"encoding must be one of {sorted(ENCODINGS)}")
         channels = msg.get("channels", ["agent", "customer"])
         if (
@@ -98,27 +103,36 @@ class RawAdapter:
                 'or be ["mixed"] for one mono mix of both (speakers found live)'
             )
         call_id = msg.get("call_id") or f"raw-{uuid.uuid4().hex[:12]}"
-        if not isinstance(call_id, str) or len(call_id) > 128:
-            problems.append("call_id must be a string of at most 128 characters")
+        agent_id = msg.get("agent_id")
+        for value, what in ((call_id, "call_id"), (agent_id, "agent_id")):
+            if value is None or value == "":
+                continue
+            try:
+                identifier(value, what)
+            except ProtocolError as exc:
+                problems.append(str(exc))
+        lang = msg.get("language")
+        if lang not in (None, "") and language_code(lang) is None:
+            problems.append("language must be a language code such as 'en' or 'zh-CN'")
         if problems:
             text = "; ".join(problems)
             raise ProtocolError(
                 f"bad start: {text}", fatal=True, replies=[_error(f"bad start: {text}")]
             )
-        assert isinstance(rate, int)
+        assert isinstance(rate, int) and isinstance(encoding, str)
         self._sample_bytes = ENCODINGS[encoding]
         self._decoders = [ChannelDecoder(encoding, rate) for _ in channels]
-        lang = msg.get("language")
         self.info = CallInfo(
-            call_id=call_id,
+            call_id=str(call_id),
             protocol=self.protocol,
             channels=list(channels),
-            agent_id=str(msg["agent_id"]) if msg.get("agent_id") is not None else None,
-            language=str(lang) if lang else None,
+            agent_id=str(agent_id) if agent_id not in (None, "") else None,
+            language=language_code(lang),
             metadata={"sample_rate": rate, "encoding": encoding},
         )
         return Feed(
-            started=self.info, replies=[json.dumps({"type": "started", "call_id": call_id})]
+            started=self.info,
+            replies=[json.dumps({"type": "started", "call_id": self.info.call_id})],
         )
 
     def on_bytes(self, data: bytes) -> Feed:

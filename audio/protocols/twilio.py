@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 from typing import Any
 
-from audio.protocols.base import CallInfo, ChannelDecoder, Feed, ProtocolError
+from audio.protocols.base import (
+    MAX_FILL_S,
+    CallInfo,
+    ChannelDecoder,
+    Feed,
+    ProtocolError,
+    identifier,
+    language_code,
+    parse_json,
+)
 
 TRACK_ROLE = {"outbound": "agent", "inbound": "customer"}
 RATE = 8000
@@ -55,22 +62,6 @@ def start_message(
     )
 
 
-def signature(auth_token: str, url: str, params: dict[str, str] | None = None) -> str:
-    """X-Twilio-Signature: base64 HMAC-SHA1 of the URL plus sorted POST params."""
-    params = params or {}
-    data = url + "".join(k + params[k] for k in sorted(params))
-    mac = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
-    return base64.b64encode(mac).decode()
-
-
-def valid_signature(auth_token: str, url: str, header: str | None) -> bool:
-    """Check the upgrade request's signature; Twilio may sign with or without a trailing '/'."""
-    if not header:
-        return False
-    candidates = {url, url.rstrip("/"), url.rstrip("/") + "/"}
-    return any(hmac.compare_digest(signature(auth_token, u), header) for u in candidates)
-
-
 class TwilioAdapter:
     protocol = "twilio"
 
@@ -85,10 +76,7 @@ class TwilioAdapter:
         raise ProtocolError(f"Twilio sends text frames only; got {len(data)} binary bytes")
 
     def on_text(self, text: str) -> Feed:
-        try:
-            msg = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError(f"malformed JSON: {exc}") from exc
+        msg = parse_json(text)
         if not isinstance(msg, dict):
             raise ProtocolError("message is not a JSON object")
         event = msg.get("event")
@@ -99,7 +87,7 @@ class TwilioAdapter:
         if event == "start":
             return self._start(msg, feed)
         if self.info is None:
-            raise ProtocolError(f"'{event}' before 'start'", fatal=event == "media")
+            raise ProtocolError(f"'{str(event)[:40]}' before 'start'", fatal=event == "media")
         if event == "media":
             return self._media(msg, feed)
         if event == "stop":
@@ -109,7 +97,7 @@ class TwilioAdapter:
             return feed
         if event in ("mark", "dtmf"):
             return feed
-        raise ProtocolError(f"unknown event {event!r}")
+        raise ProtocolError(f"unknown event {str(event)[:40]!r}")
 
     def _check_seq(self, msg: dict[str, Any], feed: Feed) -> None:
         raw = msg.get("sequenceNumber")
@@ -117,8 +105,8 @@ class TwilioAdapter:
             return
         try:
             seq = int(raw)
-        except (TypeError, ValueError) as exc:
-            raise ProtocolError(f"sequenceNumber {raw!r} is not a number") from exc
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"sequenceNumber {str(raw)[:40]!r} is not a number") from exc
         if self._last_seq and seq != self._last_seq + 1:
             feed.warnings.append(f"sequenceNumber jumped from {self._last_seq} to {seq}")
         self._last_seq = max(self._last_seq, seq)
@@ -130,38 +118,59 @@ class TwilioAdapter:
         if not isinstance(start, dict):
             raise ProtocolError("'start' without a start object", fatal=True)
         fmt = start.get("mediaFormat") or {}
-        if (
+        if not isinstance(fmt, dict) or (
             fmt.get("encoding", "audio/x-mulaw") != "audio/x-mulaw"
-            or int(fmt.get("sampleRate", RATE)) != RATE
+            or fmt.get("sampleRate", RATE) not in (RATE, str(RATE))
         ):
             raise ProtocolError(
-                f"unsupported mediaFormat {fmt}; expected audio/x-mulaw at 8000 Hz", fatal=True
+                f"unsupported mediaFormat {str(fmt)[:200]}; expected audio/x-mulaw at 8000 Hz",
+                fatal=True,
             )
         tracks = start.get("tracks") or ["inbound"]
-        if not isinstance(tracks, list) or not tracks or any(t not in TRACK_ROLE for t in tracks):
+        if (
+            not isinstance(tracks, list)
+            or not all(isinstance(t, str) and t in TRACK_ROLE for t in tracks)
+            or len(set(tracks)) != len(tracks)
+        ):
             raise ProtocolError(
-                f"tracks must be 'inbound' and/or 'outbound', got {tracks!r}", fatal=True
+                f"tracks must be 'inbound' and/or 'outbound', got {str(tracks)[:200]}", fatal=True
             )
         ordered = [t for t in ("outbound", "inbound") if t in tracks]  # agent first
+        raw_params = start.get("customParameters") or {}
+        # <Parameter> values are strings; anything else is not from Twilio and not kept
+        params = (
+            {str(k): v for k, v in raw_params.items() if isinstance(v, str)}
+            if isinstance(raw_params, dict)
+            else {}
+        )
+        sid = start.get("streamSid") or msg.get("streamSid")
+        stream_sid = sid if isinstance(sid, str) else ""
+        call_sid = start.get("callSid") if isinstance(start.get("callSid"), str) else None
+        try:
+            call_id = identifier(params.get("call_id") or call_sid or stream_sid, "call_id")
+            agent_id = (
+                identifier(params["agent_id"], "agent_id") if params.get("agent_id") else None
+            )
+        except ProtocolError as exc:
+            raise ProtocolError(
+                f"'start' names no usable call: {exc} (customParameters.call_id, callSid or "
+                "streamSid)",
+                fatal=True,
+            ) from exc
+        self.stream_sid = stream_sid
         self._index = {t: i for i, t in enumerate(ordered)}
         self._decoders = {t: ChannelDecoder("mulaw", RATE) for t in ordered}
-        params = start.get("customParameters") or {}
-        if not isinstance(params, dict):
-            params = {}
-        self.stream_sid = str(start.get("streamSid") or msg.get("streamSid") or "")
-        call_id = params.get("call_id") or start.get("callSid") or self.stream_sid
-        if not call_id:
-            raise ProtocolError("'start' names no callSid or streamSid", fatal=True)
+        account = start.get("accountSid")
         self.info = CallInfo(
-            call_id=str(call_id),
+            call_id=call_id,
             protocol=self.protocol,
             channels=[TRACK_ROLE[t] for t in ordered],
-            agent_id=str(params["agent_id"]) if params.get("agent_id") else None,
-            language=str(params["language"]) if params.get("language") else None,
+            agent_id=agent_id,
+            language=language_code(params.get("language")),
             metadata={
                 "streamSid": self.stream_sid,
-                "callSid": start.get("callSid"),
-                "accountSid": start.get("accountSid"),
+                "callSid": call_sid,
+                "accountSid": account if isinstance(account, str) else None,
                 "customParameters": params,
             },
         )
@@ -173,9 +182,11 @@ class TwilioAdapter:
         if not isinstance(media, dict):
             raise ProtocolError("'media' without a media object")
         track = media.get("track", "inbound")
-        dec = self._decoders.get(track)
+        dec = self._decoders.get(track) if isinstance(track, str) else None
         if dec is None:
-            raise ProtocolError(f"media on track {track!r}, which 'start' did not announce")
+            raise ProtocolError(
+                f"media on track {str(track)[:40]!r}, which 'start' did not announce"
+            )
         try:
             payload = base64.b64decode(media.get("payload", ""), validate=True)
         except (binascii.Error, ValueError, TypeError) as exc:
@@ -184,14 +195,20 @@ class TwilioAdapter:
         if ts is not None:
             try:
                 expected = int(float(ts) * RATE / 1000)
-            except (TypeError, ValueError) as exc:
-                raise ProtocolError(f"media timestamp {ts!r} is not a number") from exc
-            gap = expected - dec.samples_in
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise ProtocolError(f"media timestamp {str(ts)[:40]!r} is not a number") from exc
+            gap = expected - dec.clock
             if gap > GAP_TOLERANCE:
                 feed.audio.append((self._index[track], dec.silence(gap)))
-                feed.warnings.append(
-                    f"{track}: {gap / RATE * 1000:.0f} ms of audio missing, filled with silence"
-                )
+                if gap > MAX_FILL_S * RATE:
+                    feed.warnings.append(
+                        f"{track}: timestamp jumped {gap / RATE:.0f} s ahead; the first "
+                        f"{MAX_FILL_S:.0f} s filled with silence, the rest not filled"
+                    )
+                else:
+                    feed.warnings.append(
+                        f"{track}: {gap / RATE * 1000:.0f} ms of audio missing, filled with silence"
+                    )
         feed.audio.append((self._index[track], dec.decode(payload)))
         return feed
 

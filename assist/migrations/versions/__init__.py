@@ -1,0 +1,1 @@
+"""Alembic revision scripts (a package so installs ship them; Alembic skips this file)."""
