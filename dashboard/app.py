@@ -47,8 +47,17 @@ def sidebar() -> None:
         if TOKEN_KEY not in st.session_state:
             st.session_state[TOKEN_KEY] = cfg["token"] or ""
         st.text_input("Servers", key=SERVERS_KEY, help="callwatch server URLs, comma-separated")
-        st.text_input("Your name", key=USER_KEY, help="shown on alerts you acknowledge or assign")
-        st.text_input("Token", key=TOKEN_KEY, type="password", help="optional bearer token")
+        st.text_input(
+            "Your name",
+            key=USER_KEY,
+            help="who acts, on a --no-auth server; with tokens, the token's label names you",
+        )
+        st.text_input(
+            "Token",
+            key=TOKEN_KEY,
+            type="password",
+            help="your API token (callwatch tokens create); needed unless the server runs --no-auth",
+        )
         health = get_client().health()
         for url, state in health.items():
             if state == "ok":
