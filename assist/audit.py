@@ -20,6 +20,7 @@ import numpy as np
 from assist.diarization import DiarizeOptions, separate_speakers
 from assist.events import Event
 from assist.pipeline import AsrJob, CallPipeline
+from assist.stored_call import ALERT_FIELDS
 from assist.suggest import AssistLibrary
 from audio import SAMPLE_RATE
 from audio.reader import AgentChannel, CallAudio, read_call
@@ -148,23 +149,7 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
         "transcript": [
             {k: tr[k] for k in ("speaker", "t", "t_end", "text", "words")} for tr in transcripts
         ],
-        "alerts": [
-            {
-                k: a[k]
-                for k in (
-                    "seq",
-                    "rule_id",
-                    "severity",
-                    "t",
-                    "speaker",
-                    "message",
-                    "audience",
-                    "evidence",
-                    "emitted_at",
-                )
-            }
-            for a in pipe.alerts
-        ],
+        "alerts": [{k: a[k] for k in ALERT_FIELDS} for a in pipe.alerts],
         "scorecard": {"score": card.get("score"), "rules": card.get("rules", [])},
         "suggestions": [
             {k: s.get(k) for k in SUGGESTION_FIELDS if s.get(k) not in (None, [], "")}

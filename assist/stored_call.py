@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ALERT_FIELDS = (
+ALERT_FIELDS = (  # what a report keeps of each alert (built or rebuilt)
     "seq",
     "rule_id",
     "severity",

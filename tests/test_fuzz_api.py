@@ -11,7 +11,6 @@ reproduces it; when one is fixed, its xfail passes and fails the run until it is
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,29 +18,19 @@ from typing import Any
 import pytest
 import schemathesis
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from assist.server import create_app
 from bench.fuzz import api_labels, api_operations, check_api_case
+from tests.fuzzing import fuzz_settings
 from tests.live_server import make_state
 from tests.test_fuzz_rules import HOSTILE_YAML, mutated_pack, spliced_text, values
 
 pytestmark = pytest.mark.slow  # the app needs the shared Whisper model
 
-settings.register_profile(
-    "fuzz-api-base",
-    deadline=None,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
-_BASE = settings.get_profile("fuzz-api-base")
-settings.register_profile("fuzz-api-ci", derandomize=True, max_examples=25, parent=_BASE)
-settings.register_profile("fuzz-api-bench", derandomize=False, max_examples=200, parent=_BASE)
-FUZZ = settings.get_profile(
-    "fuzz-api-bench" if os.environ.get("CALLWATCH_FUZZ_PROFILE") == "fuzz-bench" else "fuzz-api-ci"
-)
+FUZZ = fuzz_settings(25, 200, every_health_check=True)
 
 # (operation or "*", a fragment of the failure) -> why; each has a strict xfail at the end
 KNOWN: dict[tuple[str, str], str] = {}

@@ -16,12 +16,11 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from audio.codecs import decode, float_to_int16, pcm16_to_ulaw
@@ -30,17 +29,9 @@ from audio.protocols.base import Feed, ProtocolError, deinterleave
 from audio.protocols.raw import RawAdapter
 from audio.resample import to_16k
 from bench.fuzz import Session, Violation
+from tests.fuzzing import fuzz_settings
 
-settings.register_profile(
-    "fuzz-base",
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-_BASE = settings.get_profile("fuzz-base")
-settings.register_profile("fuzz-ci", derandomize=True, max_examples=300, parent=_BASE)
-settings.register_profile("fuzz-bench", derandomize=False, max_examples=3000, parent=_BASE)
-FUZZ = settings.get_profile(os.environ.get("CALLWATCH_FUZZ_PROFILE", "fuzz-ci"))
+FUZZ = fuzz_settings(300, 3000)
 PROTOCOLS = ["twilio", "audiohook", "raw"]
 
 # -- values --------------------------------------------------------------------------------------

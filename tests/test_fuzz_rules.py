@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import copy
 import itertools
-import os
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.fuzz import check_rules
@@ -24,17 +23,9 @@ from qa_rules.loader import BUILTIN_PACKS, RuleError, load_texts, parse_pack
 from qa_rules.matching import CompiledRules, Occurrence, UtteranceMatches
 from qa_rules.schema import KINDS, PhraseRule
 from qa_rules.text import Match, TokenSeq
+from tests.fuzzing import fuzz_settings
 
-settings.register_profile(
-    "fuzz-base",
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-_BASE = settings.get_profile("fuzz-base")
-settings.register_profile("fuzz-ci", derandomize=True, max_examples=200, parent=_BASE)
-settings.register_profile("fuzz-bench", derandomize=False, max_examples=2000, parent=_BASE)
-FUZZ = settings.get_profile(os.environ.get("CALLWATCH_FUZZ_PROFILE", "fuzz-ci"))
+FUZZ = fuzz_settings(200, 2000)
 
 DEFAULT_TEXT = (BUILTIN_PACKS / "default.yaml").read_text(encoding="utf-8")
 DEFAULT = yaml.safe_load(DEFAULT_TEXT)
