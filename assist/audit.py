@@ -19,6 +19,13 @@ import numpy as np
 
 from assist.diarization import DiarizeOptions, separate_speakers
 from assist.events import Event
+from assist.language import (
+    CallLanguage,
+    LanguageModels,
+    decide_language,
+    language_fields,
+    packs_for,
+)
 from assist.pipeline import AsrJob, CallPipeline
 from assist.stored_call import ALERT_FIELDS
 from assist.suggest import AssistLibrary
@@ -44,6 +51,7 @@ class AuditOptions:
     voiceprints: dict[str, np.ndarray] = field(default_factory=dict)
     agent_id: str | None = None  # the agent on these calls (the board filters by it)
     started_at: float | None = None  # when the call happened (None: the file's mtime)
+    language: str | None = None  # the recording's language (None: the default, or detect)
 
 
 def call_id_for(paths: list[str]) -> str:
@@ -60,7 +68,7 @@ def run_pipeline(
     audio: CallAudio,
     call_id: str,
     packs: list[RulePack],
-    asr: WhisperAsr,
+    asr: WhisperAsr | LanguageModels,
     options: AuditOptions | None = None,
     progress: Progress | None = None,
     emotion: EmotionAnalyzer | None = None,
@@ -69,15 +77,22 @@ def run_pipeline(
 ) -> CallPipeline:
     """Run one recording; ``emotion`` adds emotion events and makes emotion rules live.
 
+    ``asr``: one model, or the models of several languages; the recording's language is
+    ``options.language``, else the configured default, else detected on its first
+    utterances (``assist.language``), and decides its model, rule packs and playbook.
+
     ``diarization`` (how speakers were found and roles decided) is recorded in the
     call.started event and so in the report.
     """
     opts = options or AuditOptions()
-    assistant = assist.assistant(asr.config.language) if assist else None
+    models = asr if isinstance(asr, LanguageModels) else LanguageModels.single(asr)
+    lang = CallLanguage(models.config, requested=opts.language)
+    assistant = assist.assistant(lang.language) if assist and not lang.pending else None
+    first = models.asr_for(lang.language)
     pipe = CallPipeline(
         call_id,
         [c.role for c in audio.channels],
-        RuleEngine(packs),
+        RuleEngine(packs_for(packs, lang.language)),
         opts.vad,
         emotion=EmotionTracker() if emotion else None,
         analyzer=emotion,
@@ -87,10 +102,12 @@ def run_pipeline(
         sources=list(audio.sources),
         channels=[c.role for c in audio.channels],
         source_rate=audio.source_rate,
-        model=asr.model_id,
+        language=lang.language,
+        language_source=lang.source,
+        model=first.model_id,
         mode="audit",
         emotion=emotion.backend if emotion else None,
-        rule_packs=[f"{p.pack}@{p.version}" for p in packs],
+        rule_packs=[f"{p.pack}@{p.version}" for p in pipe.engine.packs],
         playbook=assistant.label if assistant else None,
         diarization=diarization,
         agent_id=opts.agent_id,
@@ -105,9 +122,11 @@ def run_pipeline(
         while waiting and (force or len(waiting) >= opts.batch_size):
             batch = waiting[: opts.batch_size]
             del waiting[: opts.batch_size]
-            for job, tr in zip(
-                batch, asr.transcribe_batch([(j.audio, j.segment.t) for j in batch]), strict=True
-            ):
+            model = models.asr_for(lang.language)
+            clips = [(j.audio, j.segment.t) for j in batch]
+            for job, tr in zip(batch, model.transcribe_batch(clips, lang.language), strict=True):
+                if lang.pending and lang.observe(tr):
+                    decide_language(pipe, lang, models, packs, assist, tr.t)
                 pipe.deliver(job, tr)
 
     for start in range(0, n, block):
@@ -124,6 +143,7 @@ def run_pipeline(
 
 def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
     started = next((e for e in events if e["type"] == "call.started"), {})
+    decided = language_fields(events)  # detection may have decided after the start
     card = next((e for e in events if e["type"] == "scorecard"), {})
     duration = pipe.duration
     talk: dict[str, float] = {}
@@ -138,12 +158,12 @@ def build_report(pipe: CallPipeline, events: list[Event]) -> dict[str, Any]:
         "mode": started.get("mode"),
         "agent_id": started.get("agent_id"),
         "protocol": started.get("protocol"),
-        "language": started.get("language"),
+        "language": decided["language"],
         "started_at": started.get("started_at"),
         "sources": started.get("sources", []),
         "duration_s": round(duration, 2),
-        "model": started.get("model"),
-        "rule_packs": started.get("rule_packs", []),
+        "model": decided["model"],
+        "rule_packs": decided["rule_packs"] or [],
         "channels": started.get("channels", []),
         "diarization": started.get("diarization"),
         "transcript": [
@@ -206,7 +226,7 @@ def emotion_summary(emotions: list[Event]) -> dict[str, Any]:
 def audit_file(
     path: str,
     packs: list[RulePack],
-    asr: WhisperAsr,
+    asr: WhisperAsr | LanguageModels,
     customer_path: str | None = None,
     options: AuditOptions | None = None,
     progress: Progress | None = None,
@@ -217,9 +237,11 @@ def audit_file(
     if opts.started_at is None:  # a recording happened when it was written, not when audited
         opts = replace(opts, started_at=os.path.getmtime(path))
     audio = read_call(path, customer_path, opts.agent_channel)
-    audio, diarization = separate_speakers(audio, opts.diarize, asr, opts.voiceprints)
+    models = asr if isinstance(asr, LanguageModels) else LanguageModels.single(asr)
+    cue_asr = models.asr_for(CallLanguage(models.config, requested=opts.language).language)
+    audio, diarization = separate_speakers(audio, opts.diarize, cue_asr, opts.voiceprints)
     paths = [path] + ([customer_path] if customer_path else [])
     pipe = run_pipeline(
-        audio, call_id_for(paths), packs, asr, opts, progress, emotion, diarization, assist
+        audio, call_id_for(paths), packs, models, opts, progress, emotion, diarization, assist
     )
     return build_report(pipe, pipe.drain())

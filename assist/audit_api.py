@@ -529,7 +529,7 @@ class AuditJobs:
             report = audit_file(
                 str(f.path),
                 cw.packs,
-                cw.asr,
+                cw.languages,
                 options=opts,
                 progress=progress,
                 emotion=cw.emotion,

@@ -18,7 +18,7 @@ from fastapi import FastAPI, HTTPException, Request
 
 from assist.auth import Principal, guard, principal_of
 from assist.cluster import remote_live_calls
-from assist.store import CallQuery, StoreError, transcript_hit
+from assist.store import CallQuery, StoreError, search_needle, transcript_hit
 
 if TYPE_CHECKING:
     from assist.server import App
@@ -367,7 +367,7 @@ def add_board_routes(app: FastAPI) -> None:
         """Final transcript lines containing ``q`` (any case), live calls first (an agent
         token: in its own calls)."""
         _limit(limit, 0)
-        needle = q.strip().lower()
+        needle = search_needle(q)
         if not needle:
             raise HTTPException(status_code=422, detail="give q: the words to look for")
         agent, any_match = _own_agent(request, agent)

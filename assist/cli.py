@@ -178,11 +178,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     from assist.audit import AuditOptions, audit_file
     from assist.diarization import DiarizeOptions
+    from assist.language import LanguageModels
     from assist.report import to_csv, to_html, to_json, to_table
     from assist.store import Store, StoreError
     from audio.errors import AudioError
     from audio.vad import VadConfig
-    from models.asr import AsrConfig, WhisperAsr
     from models.diarize.pyannote_backend import PyannoteUnavailableError
     from models.locator import ModelNotFoundError
     from qa_rules.loader import RuleError, load_packs
@@ -197,9 +197,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             print(f"error: {issue}", file=sys.stderr)
         return 2
     try:
-        asr = WhisperAsr(
-            AsrConfig(model=args.model, beam_size=args.beam_size, threads=args.threads)
-        )
+        asr = LanguageModels(audit_languages(args), threads=args.threads, beam_size=args.beam_size)
     except (ModelNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -394,8 +392,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     logging.getLogger("callwatch").setLevel(logging.INFO)
+    try:
+        langs = serve_languages(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cfg = ServerConfig(
         model=args.model,
+        languages=list(langs.languages),
+        language=langs.default,
+        lang_models={k: v for k, v in langs.models.items() if k != "en"},
         threads=args.threads,
         workers=args.workers,
         rules=args.rules,
@@ -626,6 +632,60 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def add_language_args(p: argparse.ArgumentParser, audit: bool) -> None:
+    served = "the recordings may be in" if audit else "this server transcribes"
+    p.add_argument(
+        "--languages",
+        metavar="LIST",
+        default=os.environ.get("CALLWATCH_LANGUAGES"),
+        help=f"languages {served}, comma-separated (e.g. en,zh; default: "
+        + ("the --language given, or en,zh with --language auto)" if audit else "en)"),
+    )
+    p.add_argument(
+        "--language",
+        metavar="CODE",
+        default=os.environ.get("CALLWATCH_LANGUAGE"),
+        help=(
+            "the recordings' language (en, zh ...) or 'auto' to identify it on the first "
+            "utterances (default: en)"
+            if audit
+            else "language of calls whose start message names none, or 'auto' to identify "
+            "it on the first utterance (default: the only served language, else auto)"
+        ),
+    )
+    p.add_argument(
+        "--lang-model",
+        metavar="LANG=MODEL",
+        action="append",
+        default=[],
+        help="model for a language other than English: base (default, bundled, "
+        "multilingual) or a local CTranslate2 folder; --model is the English one",
+    )
+
+
+def _language_config(args: argparse.Namespace, languages: str) -> Any:
+    from assist.language import LanguageConfig, language_of
+
+    langs = [x for x in (language_of(p.strip()) for p in languages.split(",")) if x]
+    models = list(args.lang_model)
+    if "en" in langs:
+        models.append(f"en={args.model}")
+    return LanguageConfig.parse(langs, args.language, models)
+
+
+def audit_languages(args: argparse.Namespace) -> Any:
+    """Audit: one language (default en), or with ``--language auto`` detection among
+    ``--languages`` (default en,zh)."""
+    language = args.language or "en"
+    languages = args.languages or ("en,zh" if language == "auto" else language)
+    args.language = language
+    return _language_config(args, languages)
+
+
+def serve_languages(args: argparse.Namespace) -> Any:
+    return _language_config(args, args.languages or "en")
+
+
 def scale_out(args: argparse.Namespace) -> dict[str, Any]:
     """ServerConfig fields for several instances and retention, where given."""
     out: dict[str, Any] = {"retention_days": args.retention_days}
@@ -699,7 +759,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("CALLWATCH_MODEL", "tiny.en"),
         help="tiny.en (default), base, or a local CTranslate2 folder",
     )
-    a.add_argument("--beam-size", type=int, default=1)
+    add_language_args(a, audit=True)
+    a.add_argument(
+        "--beam-size",
+        type=int,
+        default=1,
+        help="beam of the English model (Mandarin decodes with beam 5: docs/benchmarks.md)",
+    )
     a.add_argument("--threads", type=int, default=1, help="CPU threads for the model")
     a.add_argument(
         "--vad", type=int, choices=[0, 1, 2, 3], default=3, help="webrtcvad aggressiveness"
@@ -717,6 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=os.environ.get("CALLWATCH_HOST", "127.0.0.1"))
     s.add_argument("--port", type=int, default=int(os.environ.get("CALLWATCH_PORT", "8080")))
     s.add_argument("--model", default=os.environ.get("CALLWATCH_MODEL", "tiny.en"))
+    add_language_args(s, audit=False)
     s.add_argument("--threads", type=int, default=1, help="CPU threads per model call")
     s.add_argument(
         "--workers",

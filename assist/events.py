@@ -20,6 +20,7 @@ EVENT_TYPES = (
     "suggestion",
     "scorecard",
     "rules.changed",
+    "call.language",  # language identification decided the call's language (assist.language)
 )
 
 Event = dict[str, Any]

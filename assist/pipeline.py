@@ -230,6 +230,20 @@ class CallPipeline:
         self._out(self.stamper.make("call.ended", duration, reason=reason))
         self._ended = True
 
+    def set_language(
+        self,
+        t: float,
+        packs: list[RulePack],
+        assistant: Assistant | None,
+        **fields: Any,
+    ) -> None:
+        """Language identification decided the call's language (``fields``: language,
+        source, confidence, model): announce it, then run that language's rules and
+        playbook from here on (the engine replays the call for the rules it gains)."""
+        self.assistant = assistant
+        self._out(self.stamper.make("call.language", t, **fields))
+        self.reload_rules(packs)
+
     def reload_rules(self, packs: list[RulePack]) -> dict[str, list[str]]:
         """Swap the call's rules (hot reload); the change is an event on the call."""
         change = self.engine.reload(packs)

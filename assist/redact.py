@@ -22,6 +22,7 @@ from collections.abc import Collection, Iterable
 from typing import Any, TypeGuard
 
 from qa_rules.pii import PII_KINDS, RedactSpan, detect_words, scrub_text
+from qa_rules.text import join_words
 
 # Structural strings: ids, enums, timestamps, paths. Never PII, and scrubbing them would
 # corrupt them (a timestamp is a long digit run).
@@ -53,7 +54,6 @@ _KEEP_KEYS = frozenset(
     }
 )
 _PLACEHOLDER_RE = re.compile(r"\[(?:" + "|".join(PII_KINDS) + r")\]")
-_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _MIN_ORIGINAL_CHARS = 8  # shorter originals are not replaced inside longer strings
 _MIN_DIGIT_WORD = 4  # a redacted word with this many digits is redacted wherever it recurs
 
@@ -77,18 +77,6 @@ def _is_word(x: Any) -> bool:
 
 def _is_word_list(x: Any) -> TypeGuard[list[dict[str, Any]]]:
     return isinstance(x, list) and bool(x) and all(_is_word(w) for w in x)
-
-
-def join_words(words: Iterable[str]) -> str:
-    """Words back into text: spaces between words, none between two Chinese characters."""
-    out = ""
-    for w in words:
-        if not w:
-            continue
-        if out and not (_CJK_RE.match(out[-1]) and _CJK_RE.match(w[0])):
-            out += " "
-        out += w
-    return out
 
 
 class Redactor:

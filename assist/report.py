@@ -86,6 +86,13 @@ def _diarization_line(d: dict[str, Any] | None) -> str | None:
     )
 
 
+def counts_characters(report: dict[str, Any]) -> bool:
+    """Whether the call's "words" are characters: a Chinese (or Japanese) transcript has one
+    word per character, so its stats' ``wpm`` is characters per minute."""
+    lang = str(report.get("language") or "").lower().split("-")[0]
+    return lang in ("zh", "yue", "ja")
+
+
 def to_table(reports: list[dict[str, Any]], transcript: bool = True) -> str:
     lines: list[str] = []
     for r in reports:
@@ -94,9 +101,10 @@ def to_table(reports: list[dict[str, Any]], transcript: bool = True) -> str:
         st = r["stats"]
         talk = ", ".join(f"{k} {v:.1f} s" for k, v in st["talk_s"].items())
         wpm = ", ".join(f"{k} {v:.0f}" for k, v in st["wpm"].items())
+        rate = "cpm" if counts_characters(r) else "wpm"
         lines.append(
             f"duration {r['duration_s']:.1f} s | talk: {talk or '-'} | silence {st['silence_s']:.1f} s "
-            f"(longest {st['longest_silence_s']:.1f} s) | wpm: {wpm or '-'} | model {r['model']}"
+            f"(longest {st['longest_silence_s']:.1f} s) | {rate}: {wpm or '-'} | model {r['model']}"
         )
         speakers = _diarization_line(r.get("diarization"))
         if speakers:
@@ -274,6 +282,10 @@ html{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 body{margin:0;background:#eef1f5;color:var(--ink);font:14px/1.45 system-ui,-apple-system,
 "Segoe UI",Roboto,"Helvetica Neue",Arial,"Noto Sans","Noto Sans CJK SC","PingFang SC",
 "Microsoft YaHei",sans-serif}
+:lang(zh){font-family:-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,"PingFang SC",
+"Noto Sans CJK SC","Noto Sans SC","Source Han Sans SC","Source Han Sans CN","Hiragino Sans GB",
+"Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;line-break:strict;word-break:normal;
+overflow-wrap:anywhere;font-style:normal}
 main{max-width:980px;margin:24px auto;padding:0 16px}
 .call,.index{background:#fff;border:1px solid var(--line);border-radius:8px;padding:28px 32px;
 margin-bottom:24px}
@@ -364,6 +376,30 @@ def _h(value: Any) -> str:
     return html.escape(value if isinstance(value, str) else _fmt_num(value), quote=True)
 
 
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_HANGUL = re.compile(r"[\uac00-\ud7af]")
+
+
+def text_lang(text: Any) -> str | None:
+    """The language tag a piece of text needs for the right glyphs: "zh-Hans" for Chinese
+    (Han characters; callwatch's Mandarin transcripts are simplified), "ja" or "ko" when kana
+    or hangul say so; None for anything else (the document's English)."""
+    s = str(text or "")
+    if _KANA.search(s):
+        return "ja"
+    if _HANGUL.search(s):
+        return "ko"
+    return "zh-Hans" if _HAN.search(s) else None
+
+
+def _ht(value: Any) -> str:
+    """``_h`` for text from the call or the rules, in a span with its language when it has
+    Chinese in it (so a Chinese alert message on an English page gets Chinese glyphs)."""
+    lang = text_lang(value) if isinstance(value, str) else None
+    return f'<span lang="{lang}">{_h(value)}</span>' if lang else _h(value)
+
+
 def _mmss(t: Any) -> str:
     """Call time as mm:ss (h:mm:ss past an hour)."""
     if not isinstance(t, int | float) or isinstance(t, bool):
@@ -446,7 +482,7 @@ def _scorecard(report: dict[str, Any]) -> str:
         rows.append(
             f'<tr class="{"failed" if status == "failed" else ""}">'
             f"<td><code>{_h(r.get('rule_id'))}</code>"
-            f'<span class="desc">{_h(r.get("description") or "")}</span></td>'
+            f'<span class="desc">{_ht(r.get("description") or "")}</span></td>'
             f'<td><span class="pill {cls}">{_h(status)}</span></td>'
             f'<td class="num">{_h(r.get("weight"))}</td>'
             f'<td class="num">{_h(r.get("alerts", 0))}</td></tr>'
@@ -483,8 +519,8 @@ def _alerts(report: dict[str, Any]) -> str:
             f'<td><span class="pill {sev}">{_h(a.get("severity"))}</span></td>'
             f"<td><code>{_h(a.get('rule_id'))}</code></td>"
             f"<td>{_h(a.get('speaker'))}</td>"
-            f"<td>{_h(a.get('message'))}"
-            + (f'<span class="evidence desc">{_h(evidence)}</span>' if evidence else "")
+            f"<td>{_ht(a.get('message'))}"
+            + (f'<span class="evidence desc">{_ht(evidence)}</span>' if evidence else "")
             + "</td></tr>"
         )
     return (
@@ -504,11 +540,12 @@ def _transcript(report: dict[str, Any], lang: str | None) -> str:
         tr.get("speaker") not in _SIDES for tr in lines
     ):
         note = '<p class="note">Mono recording: the speakers are not separated.</p>'
-    lang_attr = f' lang="{_h(lang)}"' if lang else ""
     # (time, order, html): lines first, then alerts raised at the same moment
     items: list[tuple[float, int, str]] = []
     for i, tr in enumerate(lines):
         speaker = str(tr.get("speaker") or "")
+        line_lang = _line_lang(tr.get("text"), lang)
+        lang_attr = f' lang="{_h(line_lang)}"' if line_lang else ""
         text = f'<div class="bubble"{lang_attr}>'
         if speaker in _SIDES:
             cell = f'<span class="who">{_h(speaker)}</span>{_h(tr.get("text"))}</div>'
@@ -538,7 +575,7 @@ def _transcript(report: dict[str, Any], lang: str | None) -> str:
                 len(lines) + j,
                 f'<tr class="mark"><td class="time">{_mmss(a.get("t"))}</td>'
                 f'<td colspan="2"><span class="flag {sev}">▲ {_h(a.get("severity"))} · '
-                f"<code>{_h(a.get('rule_id'))}</code> — {_h(a.get('message'))}</span></td></tr>",
+                f"<code>{_h(a.get('rule_id'))}</code> — {_ht(a.get('message'))}</span></td></tr>",
             )
         )
     items.sort(key=lambda x: (x[0], x[1]))
@@ -548,6 +585,15 @@ def _transcript(report: dict[str, Any], lang: str | None) -> str:
         '<th class="customer">Customer</th></tr></thead>'
         f"<tbody>{''.join(x[2] for x in items)}</tbody></table>"
     )
+
+
+def _line_lang(text: Any, call_lang: str | None) -> str | None:
+    """A transcript line's language: the call's, unless the line's own script says another
+    (a Chinese line on a call recorded as English, or with no language)."""
+    own = text_lang(text)
+    if own is None or (call_lang or "").lower().split("-")[0] == own.split("-")[0]:
+        return call_lang
+    return own
 
 
 def _emotion(report: dict[str, Any]) -> str:
@@ -593,6 +639,7 @@ def _stats(report: dict[str, Any]) -> str:
         return head + '<p class="none">No talk statistics in this report.</p>'
     talk = st.get("talk_s") or {}
     wpm = st.get("wpm") or {}
+    rate_label = "Characters/min" if counts_characters(report) else "Words/min"
     duration = _num(report.get("duration_s"))
     rows = []
     for speaker in list(talk) + [k for k in wpm if k not in talk]:
@@ -606,7 +653,7 @@ def _stats(report: dict[str, Any]) -> str:
         )
     table = (
         '<table><thead><tr><th>Speaker</th><th class="num">Talk time</th>'
-        '<th class="num">Share</th><th class="num">Words/min</th></tr></thead>'
+        f'<th class="num">Share</th><th class="num">{rate_label}</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
         if rows
         else '<p class="none">Nobody spoke on this call.</p>'
@@ -667,7 +714,7 @@ def _suggestions(report: dict[str, Any]) -> str:
         rows.append(
             f'<tr><td class="time">{_mmss(s.get("t"))}</td><td>{_h(s.get("source"))}</td>'
             f"<td><code>{_h(s.get('intent') or s.get('rule_id'))}</code></td>"
-            f"<td>{_h(s.get('title'))}</td><td>{_h(why)}</td></tr>"
+            f"<td>{_ht(s.get('title'))}</td><td>{_ht(why)}</td></tr>"
         )
     return (
         head

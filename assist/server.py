@@ -73,6 +73,7 @@ from assist.board_api import add_board_routes, request_user
 from assist.bus import make_bus
 from assist.cluster import remote_call, remote_live_calls
 from assist.export import add_export_routes
+from assist.language import LanguageConfig, LanguageModels
 from assist.panel import add_panel_routes
 from assist.persist import LiveStoreWriter
 from assist.playbook import BUILTIN_PLAYBOOKS, load_playbooks
@@ -92,7 +93,7 @@ from audio.protocols.audiohook import AudioHookAdapter
 from audio.protocols.base import Feed, ProtocolError
 from audio.protocols.raw import RawAdapter
 from audio.protocols.twilio import TwilioAdapter
-from models.asr import AsrConfig, WhisperAsr
+from models.asr import WhisperAsr
 from models.diarize.encoder import shared_encoder
 from models.embed import shared_embedder
 from models.emotion import EmotionAnalyzer
@@ -110,7 +111,13 @@ MAX_PROTOCOL_ERRORS = 50  # a stream that keeps sending garbage is ended
 
 @dataclass
 class ServerConfig:
-    model: str = "tiny.en"
+    model: str = "tiny.en"  # the English model
+    # Languages served (each on its own model, sharing the ASR workers); the language of a
+    # call that names none ("auto": identified on its first utterance; None: the only
+    # served language, else auto); other languages' models (default: multilingual base).
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    language: str | None = None
+    lang_models: dict[str, str] = field(default_factory=dict)
     threads: int = 1
     workers: int = 2  # ASR calls in parallel (one CPU thread each): one per core
     max_batch: int = 4
@@ -154,6 +161,27 @@ class ServerConfig:
     ingest_burst: int = 3000
 
 
+def language_config(config: ServerConfig) -> LanguageConfig:
+    """The served languages and their models (``--model`` is the English one)."""
+    models = dict(config.lang_models)
+    if "en" in config.languages and "en" not in models:
+        models["en"] = config.model
+    return LanguageConfig.parse(
+        config.languages, config.language, [f"{k}={v}" for k, v in models.items()]
+    )
+
+
+def _given_models(
+    languages: list[str], asr: WhisperAsr | None, models: dict[str, WhisperAsr] | None
+) -> dict[str, WhisperAsr]:
+    given = dict(models or {})
+    if asr is not None:
+        for lang in languages:
+            if lang not in given and (asr.multilingual or lang == "en"):
+                given[lang] = asr
+    return given
+
+
 def default_instance_id() -> str:
     """``$CALLWATCH_INSTANCE_ID``, else the host name (stable across restarts)."""
     return os.environ.get("CALLWATCH_INSTANCE_ID") or socket.gethostname()
@@ -167,18 +195,25 @@ ADAPTERS: dict[str, Callable[[], Any]] = {
 
 
 class App:
-    """Process-wide state: one model, one scheduler, one bus, the calls."""
+    """Process-wide state: a model per language, one scheduler, one bus, the calls."""
 
     def __init__(
         self,
         config: ServerConfig,
         asr: WhisperAsr | None = None,
         packs: list[RulePack] | None = None,
+        models: dict[str, WhisperAsr] | None = None,
     ) -> None:
+        """``asr`` / ``models`` (tests, embedding): already loaded models, ``asr`` for every
+        served language it can transcribe, ``models`` by language."""
         self.config = config
-        self.asr = asr or WhisperAsr(
-            AsrConfig(model=config.model, threads=config.threads, workers=config.workers)
+        self.languages = LanguageModels(
+            language_config(config),
+            threads=config.threads,
+            workers=config.workers,
+            given=_given_models(config.languages, asr, models),
         )
+        self.asr = self.languages.default_model
         self.store = Store(config.db_url) if config.store else None
         # ``packs`` (tests, embedding) seed an empty rules folder; a folder with packs wins.
         self.rules = RuleRegistry(config.rules, self.store, seed=packs)
@@ -204,7 +239,7 @@ class App:
             self.bus,
             self.store,
             config.live,
-            self.asr.model_id,
+            self.languages,
             emotion=self.emotion,
             diarize=config.diarize,
             assist=self.assist,
@@ -376,6 +411,7 @@ def create_app(config: ServerConfig | None = None, state: App | None = None) -> 
             **{f"webhook_{k}": v for k, v in cw.webhooks.stats().items()},
             "uptime_s": round(time.time() - cw.started, 1),
             "model": cw.asr.model_id,
+            **{f"model_{lang}": mid for lang, mid in cw.languages.model_ids().items()},
         }
 
     for problem in route_problems(app):  # tests/test_auth.py fails on these too

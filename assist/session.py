@@ -19,6 +19,7 @@ from assist.audit import build_report, emotion_summary
 from assist.bus import EventBus
 from assist.events import Event
 from assist.facts import call_facts
+from assist.language import CallLanguage, LanguageModels, decide_language, packs_for
 from assist.persist import LiveStoreWriter
 from assist.pipeline import AsrJob, CallPipeline
 from assist.store import Store, StoreError
@@ -66,14 +67,23 @@ class LiveCall:
         bus: EventBus,
         loop: asyncio.AbstractEventLoop,
         config: LiveConfig,
-        model_id: str,
+        models: LanguageModels,
         emotion: EmotionAnalyzer | None = None,
         speakers: OnlineDiarizer | None = None,
-        assistant: Assistant | None = None,
+        assist: AssistLibrary | None = None,
         writer: LiveStoreWriter | None = None,
     ) -> None:
+        """``packs``: every running pack; the call runs those of its language."""
         self.info = info
         self.writer = writer
+        self.models = models
+        self.assist = assist
+        self.all_packs = packs
+        # metadata, the default, or (pending) detected on the first utterances
+        self.lang = CallLanguage(models.config, requested=info.language)
+        assistant = (
+            assist.assistant(self.lang.language) if assist and not self.lang.pending else None
+        )
         # A mono "mixed" stream: each utterance's speaker is found as it finishes.
         self.speakers = speakers
         self.scheduler = scheduler
@@ -84,7 +94,7 @@ class LiveCall:
         self.pipe = CallPipeline(
             info.call_id,
             info.channels,
-            RuleEngine(packs),
+            RuleEngine(packs_for(packs, self.lang.language)),
             config.vad,
             emotion=EmotionTracker() if emotion else None,
             analyzer=None,  # measured on the worker thread (see _submit_final), never here
@@ -101,11 +111,13 @@ class LiveCall:
             channels=info.channels,
             protocol=info.protocol,
             agent_id=info.agent_id,
-            language=info.language,
-            model=model_id,
+            language=self.lang.language,
+            language_source=self.lang.source,
+            **({"language_requested": info.language} if info.language else {}),
+            model=models.asr_for(self.lang.language).model_id,
             mode="live",
             emotion=emotion.backend if emotion else None,
-            rule_packs=[f"{p.pack}@{p.version}" for p in packs],
+            rule_packs=[f"{p.pack}@{p.version}" for p in self.pipe.engine.packs],
             playbook=assistant.label if assistant else None,
             metadata=info.metadata,
             diarization=self.diarization(),
@@ -116,7 +128,7 @@ class LiveCall:
                 info.call_id,
                 agent_id=info.agent_id,
                 protocol=info.protocol,
-                language=info.language,
+                language=self.lang.language,
                 started_at=self.started_wall,
                 channels=list(info.channels),
             )
@@ -166,7 +178,10 @@ class LiveCall:
                 vector = _vector_or_none(assistant, speaker or job.speaker, tr.text, True, where)
             self.loop.call_soon_threadsafe(self._on_final, job, tr, err, voice, speaker, vector)
 
-        self.scheduler.submit_final(job.audio, job.segment.t, done, self.info.language)
+        language = self.lang.language  # None while detecting: the detector finds it
+        self.scheduler.submit_final(
+            job.audio, job.segment.t, done, language, self.models.asr_for(language)
+        )
 
     def _on_final(
         self,
@@ -185,13 +200,19 @@ class LiveCall:
                 job.segment.t_end,
                 err,
             )
-            tr = Transcript("", (), job.segment.t, job.segment.t_end, self.info.language or "en")
+            language = self.lang.language or "en"
+            tr = Transcript("", (), job.segment.t, job.segment.t_end, language)
+        elif self.lang.pending and self.lang.observe(tr):
+            decide_language(self.pipe, self.lang, self.models, self.all_packs, self.assist, tr.t)
+            self._listed_at = 0.0  # the listing shows the language at the next refresh
         self.pipe.deliver(job, tr, voice, speaker, vector)
         self._flush()
         if self._closing and self.pipe.pending_jobs == 0:
             self._done.set()
 
     def _maybe_partial(self, channel: int) -> None:
+        if self.lang.pending:
+            return  # no partials until the language is known (its first utterance)
         ch = self.pipe.channels[channel]
         state = self._channels[channel]
         open_since = ch.vad.open_since
@@ -220,8 +241,9 @@ class LiveCall:
                 vector = _vector_or_none(assistant, speaker, tr.text, False, where)
             self.loop.call_soon_threadsafe(self._on_partial, channel, generation, tr, vector)
 
+        language = self.lang.language
         self.scheduler.submit_partial(
-            (self.call_id, channel), audio, start, done, self.info.language
+            (self.call_id, channel), audio, start, done, language, self.models.asr_for(language)
         )
 
     def _on_partial(
@@ -240,6 +262,11 @@ class LiveCall:
             return  # the utterance already has its final: this partial is stale
         self.pipe.partial(self.info.channels[channel], tr, vector)
         self._flush()
+
+    def reload_rules(self, packs: list[RulePack]) -> None:
+        """The running packs changed: the call switches to those of its language."""
+        self.all_packs = packs
+        self.pipe.reload_rules(packs_for(packs, self.lang.language))
 
     def dismiss(self, suggestion_id: str) -> None:
         """The agent dismissed a suggestion: its intent is not suggested again on this call."""
@@ -294,6 +321,7 @@ class LiveCall:
             score=row["score"],
             alerts=row["alerts"],
             facts=row["facts"],
+            language=self.lang.language,
         )
 
     def _publish(self, ev: Event) -> None:
@@ -307,7 +335,7 @@ class LiveCall:
             "agent_id": self.info.agent_id,
             "protocol": self.info.protocol,
             "channels": self.info.channels,
-            "language": self.info.language,
+            "language": self.lang.language,
             "status": "active" if self.active else "ended",
             "ended_reason": self.ended_reason,
             "started_at": self.started_wall,
@@ -410,7 +438,7 @@ class CallManager:
         bus: EventBus,
         store: Store | None,
         config: LiveConfig,
-        model_id: str,
+        models: LanguageModels,
         keep_recent: int = 200,
         emotion: EmotionAnalyzer | None = None,
         diarize: bool = True,
@@ -426,7 +454,7 @@ class CallManager:
         self.bus = bus
         self.store = store
         self.config = config
-        self.model_id = model_id
+        self.models = models
         self.keep_recent = keep_recent
         self.calls: dict[str, LiveCall] = {}
 
@@ -440,10 +468,10 @@ class CallManager:
             self.bus,
             asyncio.get_running_loop(),
             self.config,
-            self.model_id,
+            self.models,
             self.emotion,
             self._online_diarizer(info),
-            self.assist.assistant(info.language) if self.assist else None,
+            self.assist,
             self.writer,
         )
         self.calls[info.call_id] = call
@@ -465,7 +493,7 @@ class CallManager:
         if self.packs is not packs or not call.active or call._closing:
             return  # superseded by a newer rule set, or the call is ending
         try:
-            call.pipe.reload_rules(packs)
+            call.reload_rules(packs)
         except Exception:
             log.exception(
                 "call %s: reloading its rules failed; it keeps the old ones", call.call_id

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -60,6 +61,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from assist import chain
 from assist.chain import Pending, VerifyResult
 from assist.facts import call_facts
+from qa_rules.text import to_simplified
 
 metadata = MetaData()
 
@@ -520,22 +522,23 @@ class Store:
         score: float | None,
         alerts: int,
         facts: dict[str, Any],
+        language: str | None = None,
     ) -> None:
-        """Refresh a live call's listing (other instances' boards read it); sets live_at."""
+        """Refresh a live call's listing (other instances' boards read it); sets live_at.
+        ``language``: set once detection has decided it (None leaves it)."""
         now = _epoch()
+        values: dict[str, Any] = {
+            "duration_s": duration_s,
+            "score": score,
+            "alerts": int(alerts),
+            "facts": {**(facts or {})},
+            "live_at": now,
+            "updated_at": _now(),
+        }
+        if language is not None:
+            values["language"] = _fits(language, 16, "language")
         with self._write(f"update live call {call_id}") as conn:
-            result = conn.execute(
-                calls.update()
-                .where(calls.c.call_id == call_id)
-                .values(
-                    duration_s=duration_s,
-                    score=score,
-                    alerts=int(alerts),
-                    facts={**(facts or {})},
-                    live_at=now,
-                    updated_at=_now(),
-                )
-            )
+            result = conn.execute(calls.update().where(calls.c.call_id == call_id).values(**values))
         if not result.rowcount:
             raise ValueError(f"no call {call_id!r} in the store (start_call first)")
 
@@ -805,7 +808,7 @@ class Store:
         self, q: str, agent: str | None = None, limit: int = 50, exclude: Iterable[str] = ()
     ) -> list[dict[str, Any]]:
         """Final transcript lines containing ``q`` (any case), newest calls first."""
-        needle = q.strip().lower()
+        needle = search_needle(q)
         if not needle:
             return []
         like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -1254,6 +1257,15 @@ def _check_event(e: Any) -> None:
         raise ValueError(f"an event needs call_id (text), seq (int), type and t: got {shown!r}")
     _fits(e["call_id"], 128, "call id")
     _fits(e["type"], 32, "event type")
+
+
+_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
+
+
+def search_needle(q: str) -> str:
+    """A transcript search as stored text reads: trimmed, lower case, traditional Chinese as
+    simplified (transcripts are), no spaces between Chinese characters ("多 扣 了")."""
+    return _CJK_GAP.sub("", to_simplified(q.strip())).lower()
 
 
 def _fits(value: str | None, n: int, what: str) -> Any:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from assist.language import language_fields
+
 ALERT_FIELDS = (  # what a report keeps of each alert (built or rebuilt)
     "seq",
     "rule_id",
@@ -56,6 +58,7 @@ def report_from_events(
         **{k: started.get(k, row.get(k)) for k in STARTED_FIELDS},
         "sources": started.get("sources") or row.get("sources") or [],
         "rule_packs": started.get("rule_packs", []),
+        **{k: v for k, v in language_fields(evs).items() if v is not None},
         "channels": started.get("channels") or row.get("channels") or [],
         "status": status,
         "ended_reason": row.get("ended_reason") or (ended or {}).get("reason"),

@@ -135,8 +135,11 @@ async def run_level(url: str, n: int, agent: str, caller: str, protocol: str) ->
 
 
 @contextlib.contextmanager
-def server_process(model: str, workers: int, home: str) -> Iterator[tuple[str, int]]:
-    """``callwatch serve`` in its own process (as deployed), on a free port."""
+def server_process(
+    model: str, workers: int, home: str, extra: tuple[str, ...] = ()
+) -> Iterator[tuple[str, int]]:
+    """``callwatch serve`` in its own process (as deployed), on a free port; ``extra``: more
+    serve flags."""
     from assist.demo import free_port
 
     port = free_port()
@@ -154,13 +157,15 @@ def server_process(model: str, workers: int, home: str) -> Iterator[tuple[str, i
             "--workers",
             str(workers),
             "--no-store",
+            "--no-auth",  # capacity, not access control: the replay clients hold no token
+            *extra,
         ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:

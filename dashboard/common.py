@@ -226,6 +226,19 @@ def refresh_s() -> float:
     return value if value > 0 else 2.0
 
 
+def has_cjk(text: Any) -> bool:
+    """Whether ``text`` has Chinese (or Japanese/Korean) characters: such text is not set in
+    italics (CJK faces have none; slanted characters are hard to read)."""
+    return any(
+        "\u3040" <= ch <= "\u30ff"  # kana
+        or "\u3400" <= ch <= "\u9fff"  # CJK ideographs (extension A and the main block)
+        or "\uac00" <= ch <= "\ud7af"  # hangul
+        or "\uf900" <= ch <= "\ufaff"  # compatibility ideographs
+        or "\U00020000" <= ch <= "\U0003134f"  # extensions B-H
+        for ch in str(text)
+    )
+
+
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>$~|#"})
 
 

@@ -14,6 +14,18 @@ import httpx
 APP = Path(__file__).resolve().parent / "app.py"
 REPO = APP.parent.parent
 
+# Chinese on the board (Mandarin calls). Streamlit's own "Source Sans" has no Chinese, so a
+# browser picks a fallback for those characters from the page's language (English) and the
+# system: on Linux that is Noto Sans CJK *JP*, with Japanese glyph forms and punctuation
+# placement. Listing Simplified Chinese faces right after Source Sans makes every Chinese
+# character on the board (text, tables, charts) use them; the first one installed wins.
+CJK_SC_FONTS = (
+    '"PingFang SC", "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", '
+    '"Source Han Sans CN", "Hiragino Sans GB", "Microsoft YaHei", "WenQuanYi Micro Hei"'
+)
+BOARD_FONT = f'"Source Sans", {CJK_SC_FONTS}, sans-serif'
+BOARD_CODE_FONT = f'"Source Code Pro", "Noto Sans Mono CJK SC", {CJK_SC_FONTS}, monospace'
+
 
 def board_env(
     servers: str | list[str], token: str | None = None, user: str | None = None
@@ -52,6 +64,10 @@ def board_command(port: int, host: str, headless: bool) -> list[str]:
         "minimal",
         "--theme.primaryColor",
         "#1f6feb",  # blue: red stays the colour of critical alerts
+        "--theme.font",
+        BOARD_FONT,
+        "--theme.codeFont",
+        BOARD_CODE_FONT,
     ]
 
 

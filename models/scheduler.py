@@ -3,8 +3,12 @@
 Jobs come from the event loop (socket readers) and run on worker threads. Finals always go
 first and are never dropped; partials are best effort: a channel has at most one queued
 partial (a newer one replaces it), and a partial that waited too long is skipped. Several
-jobs of the same encoder-width bucket are batched into one model call. ``lag_s`` (age of the
-oldest waiting final) is the back-pressure signal exposed as a metric.
+jobs of the same model, language and encoder-width bucket are batched into one model call.
+``lag_s`` (age of the oldest waiting final) is the back-pressure signal exposed as a metric.
+
+One pool serves several models (English calls on ``tiny.en``, Mandarin ones on ``base``): a
+job names its model, and the workers take the oldest final whatever its model, so a busy
+language cannot starve the other.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class _Job:
     callback: Callback
     final: bool
     language: str | None
+    asr: WhisperAsr
     key: Hashable | None = None
     enqueued: float = field(default_factory=time.monotonic)
     order: int = 0
@@ -78,11 +83,25 @@ class AsrScheduler:
 
     # -- submit (any thread) -------------------------------------------------------------
     def submit_final(
-        self, audio: Float32Array, offset: float, callback: Callback, language: str | None = None
+        self,
+        audio: Float32Array,
+        offset: float,
+        callback: Callback,
+        language: str | None = None,
+        asr: WhisperAsr | None = None,
     ) -> None:
+        """``asr``: the model for this clip (default: the scheduler's own)."""
         with self._cv:
             self._finals.append(
-                _Job(audio, offset, callback, True, language, order=next(self._order))
+                _Job(
+                    audio,
+                    offset,
+                    callback,
+                    True,
+                    language,
+                    asr or self.asr,
+                    order=next(self._order),
+                )
             )
             self._cv.notify()
 
@@ -93,12 +112,20 @@ class AsrScheduler:
         offset: float,
         callback: Callback,
         language: str | None = None,
+        asr: WhisperAsr | None = None,
     ) -> None:
         with self._cv:
             if key in self._partials:
                 self.stats.partials_replaced += 1
             self._partials[key] = _Job(
-                audio, offset, callback, False, language, key, order=next(self._order)
+                audio,
+                offset,
+                callback,
+                False,
+                language,
+                asr or self.asr,
+                key,
+                order=next(self._order),
             )
             self._cv.notify()
 
@@ -126,13 +153,10 @@ class AsrScheduler:
 
     # -- workers -------------------------------------------------------------------------
     def _take(self) -> list[_Job]:
-        """Next batch: finals of one bucket/language first, else the freshest partials."""
+        """Next batch: finals of one model/bucket/language first, else the freshest partials."""
         if self._finals:
             head = self._finals[0]
-            bucket = self._bucket(head)
-            batch = [
-                j for j in self._finals if self._bucket(j) == bucket and j.language == head.language
-            ]
+            batch = [j for j in self._finals if self._same_batch(j, head)]
             batch = batch[: self.max_batch]
             for j in batch:
                 self._finals.remove(j)
@@ -148,17 +172,25 @@ class AsrScheduler:
             return []
         jobs = sorted(self._partials.values(), key=lambda j: j.order)
         head = jobs[0]
-        bucket = self._bucket(head)
-        batch = [j for j in jobs if self._bucket(j) == bucket and j.language == head.language]
+        batch = [j for j in jobs if self._same_batch(j, head)]
         batch = batch[: self.max_batch]
         for j in batch:
             del self._partials[j.key]
         self._partials_running += 1
         return batch
 
-    def _bucket(self, job: _Job) -> int:
-        pad = int(self.asr.config.pad_s * SAMPLE_RATE)
-        return self.asr.window_frames((job.audio.size + pad) // 160)
+    def _same_batch(self, job: _Job, head: _Job) -> bool:
+        """Jobs that can share one model call with ``head``."""
+        return (
+            job.asr is head.asr
+            and job.language == head.language
+            and self._bucket(job) == self._bucket(head)
+        )
+
+    @staticmethod
+    def _bucket(job: _Job) -> int:
+        pad = int(job.asr.config.pad_s * SAMPLE_RATE)
+        return job.asr.window_frames((job.audio.size + pad) // 160)
 
     def _work(self) -> None:
         while True:
@@ -171,7 +203,7 @@ class AsrScheduler:
                     return
             t0 = time.monotonic()
             try:
-                results = self.asr.transcribe_batch(
+                results = batch[0].asr.transcribe_batch(
                     [(j.audio, j.offset) for j in batch], batch[0].language
                 )
                 error: BaseException | None = None

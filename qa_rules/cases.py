@@ -50,7 +50,7 @@ from qa_rules.events import (
     WordTime,
 )
 from qa_rules.loader import RuleError, RuleIssue, load_yaml, yaml_line_of
-from qa_rules.schema import RulePack
+from qa_rules.schema import RulePack, packs_for
 from qa_rules.scoring import score_of
 
 SECONDS_PER_WORD = 0.35  # estimated speaking time when an utterance has no t_end
@@ -538,15 +538,23 @@ def load_cases(path: str | Path, packs: list[RulePack] | None = None) -> list[Ca
 
 
 def check_cases(cases: Iterable[Case], packs: list[RulePack]) -> None:
-    """Every rule id a case mentions exists (and is switched on) in ``packs``; else RuleError."""
-    rules = {r.id: (p.pack, r.enabled) for p in packs for r in p.rules}
+    """Every rule id a case mentions exists (and is switched on) in the packs of the case's
+    language (``packs_for``: a Mandarin case runs the ``zh`` packs); else RuleError."""
+    elsewhere = {r.id: p for p in packs for r in p.rules}
     issues: list[RuleIssue] = []
     for case in cases:
+        rules = {
+            r.id: (p.pack, r.enabled) for p in packs_for(packs, case.language) for r in p.rules
+        }
         for ref in case._refs:
             if ref.rule not in rules:
                 close = difflib.get_close_matches(ref.rule, list(rules), n=1, cutoff=0.6)
+                other = elsewhere.get(ref.rule)
                 hint = (
-                    f"; did you mean {close[0]!r}?"
+                    f": it is in pack {other.pack!r}, which is for language "
+                    f"{other.language!r} (set the case's language: {other.language})"
+                    if other is not None
+                    else f"; did you mean {close[0]!r}?"
                     if close
                     else f" (they have: {', '.join(sorted(rules)) or 'no rules'})"
                 )
@@ -672,7 +680,7 @@ class CaseResult:
 def run_case(packs: list[RulePack], case: Case) -> CaseResult:
     """Play one case through the packs. Raises RuleError if it names rules they lack."""
     check_cases([case], packs)
-    ev = evaluate(packs, case.inputs(), case.end())
+    ev = evaluate(packs_for(packs, case.language), case.inputs(), case.end())
     failures = _failures(case, ev)
     return CaseResult(case, not failures, ev.alerts, failures, ev.scorecard, ev.score)
 

@@ -43,7 +43,7 @@ from qa_rules.schema import (
     TalkOverRule,
     TalkRatioRule,
 )
-from qa_rules.text import TokenSeq, speech_units
+from qa_rules.text import TokenSeq, join_words, speech_units
 
 HISTORY = 200  # utterances kept per speaker: far more than any rate window or overlap needs
 
@@ -341,9 +341,9 @@ class RuleEngine:
         return {
             "item": r.items[o.item],
             "item_index": o.item,
-            "matched": " ".join(w.w for w in words)
+            "matched": join_words(w.w for w in words)
             if words
-            else " ".join(seq.toks[m.start : m.end]),
+            else join_words(seq.toks[m.start : m.end]),
             "t": words[0].t if words else u.t,
             "t_end": words[-1].t_end if words else u.t_end,
             "score": round(m.score, 3),
@@ -738,7 +738,11 @@ class RuleEngine:
                     kind=r.kind,
                     severity=r.severity,  # same as the raise: whoever got it hears it ended
                     audience=tuple(r.audience),
-                    message=f"Cleared: {e.speaker} sounds calmer (anger index {e.anger_index:.2f})",
+                    message=render(
+                        r.clear_message,
+                        "Cleared: {speaker} sounds calmer (anger index {index:.2f})",
+                        values,
+                    ),
                     t=round(e.t_end, 3),
                     speaker=e.speaker,
                     evidence={**values, "state": "cleared"},

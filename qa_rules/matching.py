@@ -22,7 +22,15 @@ from qa_rules.schema import (
     PhraseRule,
     RulePack,
 )
-from qa_rules.text import STOPWORDS, Match, PhraseIndex, TokenSeq, negated, phrase_tokens
+from qa_rules.text import (
+    STOPWORDS,
+    Match,
+    PhraseIndex,
+    TokenSeq,
+    is_cjk,
+    negated,
+    phrase_tokens,
+)
 
 HOLD_FUZZY = 0.85
 HOLD_WITHIN_S = 15.0  # an announcement this long before a silence makes it a hold
@@ -49,6 +57,7 @@ BACKCHANNEL = frozenset(
         "i",
         "see",
         "alright",
+        # Mandarin, one character per token: 嗯 / 对对对 / 好的 / 是的 / 行吧 / 明白了 / 可以
         "嗯",
         "对",
         "好",
@@ -56,6 +65,17 @@ BACKCHANNEL = frozenset(
         "哦",
         "啊",
         "行",
+        "的",
+        "吧",
+        "呀",
+        "噢",
+        "喔",
+        "唔",
+        "了",
+        "明",
+        "白",
+        "可",
+        "以",
     ]
 )
 
@@ -190,7 +210,9 @@ class UtteranceMatches:
                 if rule.unless_near and self._near(rule, m):
                     continue
                 out.append(Occurrence(i, m))
-        out.sort(key=lambda o: (o.match.start, o.item))
+        # at one position the best-scoring item is reported (the exact 您 phrase, not a
+        # fuzzy 你 one listed before it)
+        out.sort(key=lambda o: (o.match.start, -o.match.score, o.item))
         return out
 
     def _near(self, rule: PhraseRule, m: Match) -> bool:
@@ -272,4 +294,8 @@ class _Fit:
 
 
 def is_backchannel(seq: TokenSeq) -> bool:
-    return 0 < len(seq.toks) <= 3 and all(t in BACKCHANNEL for t in seq.toks)
+    """A short acknowledgement: up to 3 words ("mm-hmm, yeah, okay"), or up to 4 Chinese
+    characters (one token each: "好的好的", "嗯嗯对"), all of them backchannel words."""
+    n = len(seq.toks)
+    limit = 4 if seq.toks and all(is_cjk(t) for t in seq.toks) else 3
+    return 0 < n <= limit and all(t in BACKCHANNEL for t in seq.toks)

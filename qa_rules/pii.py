@@ -1,4 +1,5 @@
-"""Personal data spoken on a call: card numbers, national ids, dates of birth, long digit runs.
+"""Personal data spoken on a call: card numbers, national ids, mobile numbers, dates of birth,
+long digit runs.
 
 Detection works on normalised tokens (``qa_rules.text.TokenSeq``): spoken numbers are
 already digits there and adjacent digit groups one token, so "four one one one, one one one
@@ -21,17 +22,24 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from qa_rules.text import TokenSeq
+from qa_rules.text import TokenSeq, is_cjk
 
-PII_KINDS = ("card_number", "ssn", "cn_resident_id", "date_of_birth", "digits")
+PII_KINDS = ("card_number", "ssn", "cn_resident_id", "cn_mobile", "date_of_birth", "digits")
 
 # Most specific first: an overlapping candidate of a later kind is dropped.
-_RANK = {"cn_resident_id": 0, "card_number": 1, "ssn": 2, "date_of_birth": 3, "digits": 4}
+_RANK = {
+    "cn_resident_id": 0,
+    "card_number": 1,
+    "cn_mobile": 2,
+    "ssn": 3,
+    "date_of_birth": 4,
+    "digits": 5,
+}
 
 # Tokens that may sit between the digit groups of one number as it is read out.
 _FILLERS = frozenset(
     {"uh", "um", "umm", "uhm", "er", "erm", "ah", "hmm", "mm", "and", "dash", "hyphen"}
-    | {"呃", "嗯", "啊"}
+    | {"呃", "额", "嗯", "啊", "杠"}
 )
 # "and" joins groups of a card number but also two amounts ("between 1000 and 20000").
 _HESITATIONS = _FILLERS - {"and"}
@@ -50,6 +58,19 @@ _DOB_CUES = (
     ("出", "生"),
     ("生", "日"),
 )
+# A mobile number is called one in Chinese speech (any Han character near it) or after one
+# of these words; elsewhere an 11-digit run stays ``digits`` ("1 555 123 4567" is American).
+_MOBILE_CUES = (
+    ("手", "机"),
+    ("电", "话"),
+    ("号", "码"),
+    ("联", "系"),
+    ("mobile",),
+    ("cell",),
+    ("phone",),
+)
+_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+_MOBILE_WINDOW = 10
 _SSN_CUE_WINDOW = 6
 _CN_ID_CUE_WINDOW = 10
 _DOB_CUE_WINDOW = 8
@@ -201,6 +222,11 @@ def _cn_id18_ok(s: str) -> bool:
     return cn_id_check_char(s[:17]) == s[17]
 
 
+def _cn_mobile_ok(s: str) -> bool:
+    """A mainland China mobile number: 11 digits, 13x-19x."""
+    return bool(_MOBILE_RE.match(s))
+
+
 def _cn_id15_ok(s: str) -> bool:
     if len(s) != 15 or not s.isdigit() or s[0] not in "12345678":
         return False
@@ -215,6 +241,8 @@ def _mask(kind: str, value: str, year: int | None = None) -> str:
         return f"{_MASK * 3}-{_MASK * 2}-{value[-4:]}"
     if kind == "cn_resident_id":
         return _MASK * (len(value) - 4) + value[-4:].upper()
+    if kind == "cn_mobile":
+        return _MASK * 7 + value[-4:]
     if kind == "date_of_birth":
         century = str(year)[:2] if year else _MASK * 2
         return f"{_MASK * 2}/{_MASK * 2}/{century}{_MASK * 2}"
@@ -334,6 +362,33 @@ def _cn_ids(toks: Sequence[str]) -> list[PiiHit]:
             )
             if ok:
                 out.append(_hit("cn_resident_id", chain, a, b, _mask("cn_resident_id", s)))
+    return out
+
+
+def _mobile_context(toks: Sequence[str], start: int, end: int) -> bool:
+    """Chinese speech around tokens ``start:end`` (a Han character within the window on
+    either side), or a phone cue before them."""
+    lo, hi = max(0, start - _MOBILE_WINDOW), min(len(toks), end + _MOBILE_WINDOW)
+    if any(is_cjk(t) for t in toks[lo:hi]):
+        return True
+    return _cue_before(toks, start, _MOBILE_CUES, _MOBILE_WINDOW)
+
+
+def _cn_mobiles(toks: Sequence[str]) -> list[PiiHit]:
+    out: list[PiiHit] = []
+    for chain in _chains(toks, _FILLERS):
+        for a, b, s in _sub_ranges(chain, 11):
+            ok = len(s) == 11 and _cn_mobile_ok(s)
+            if ok and _mobile_context(toks, chain[a].pos, chain[b].pos + 1):
+                out.append(_hit("cn_mobile", chain, a, b, _mask("cn_mobile", s)))
+        for p in chain:  # +86 / 0086 in front, or the number said twice in one breath
+            if len(p.s) <= 11 or not p.s.isdigit():
+                continue
+            for head in ("0086", "86", ""):
+                m = p.s[len(head) : len(head) + 11] if p.s.startswith(head) else ""
+                if _cn_mobile_ok(m) and _mobile_context(toks, p.pos, p.pos + 1):
+                    out.append(PiiHit("cn_mobile", p.pos, p.pos + 1, _mask("cn_mobile", m)))
+                    break
     return out
 
 
@@ -501,6 +556,8 @@ def detect_tokens(
         cands += _ssns(toks)
     if "cn_resident_id" in kinds:
         cands += _cn_ids(toks)
+    if "cn_mobile" in kinds:
+        cands += _cn_mobiles(toks)
     if "date_of_birth" in kinds:
         cands += _dobs(toks)
     cands.sort(key=lambda h: (_RANK[h.kind], -(h.end - h.start), h.start))
@@ -517,7 +574,7 @@ def detect(seq: TokenSeq, kinds: Collection[str] = PII_KINDS, min_digits: int = 
     """Personal data in one utterance, as token ranges of ``seq``, in order, not overlapping.
 
     ``kinds`` limits what is looked for (any of PII_KINDS); where two readings overlap the
-    more specific kind wins (resident id > card > SSN > date of birth > digits).
+    more specific kind wins (resident id > card > mobile > SSN > date of birth > digits).
     """
     return detect_tokens(seq.toks, kinds, min_digits)
 

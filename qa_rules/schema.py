@@ -9,6 +9,7 @@ import re
 import re._constants as sre
 import re._parser as sre_parse
 import string
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -41,6 +42,8 @@ TEMPLATE_FIELDS: dict[str, set[str]] = {
         "t",
         "min_wpm",
         "max_wpm",
+        "min_cpm",
+        "max_cpm",
         "window_s",
         "words",
     },
@@ -119,22 +122,27 @@ class RuleBase(BaseModel):
 
     @model_validator(mode="after")
     def _template_fields(self) -> RuleBase:
-        allowed = TEMPLATE_FIELDS.get(getattr(self, "kind", ""), set())
-        try:
-            names = {f for _, f, _, _ in string.Formatter().parse(self.message) if f}
-        except ValueError as exc:
-            raise ValueError(f"message template is malformed: {exc}") from exc
-        reached = sorted(n for n in names if "." in n or "[" in n)
-        if reached:  # "{t.__class__...}" would read attributes of the values at alert time
-            raise ValueError(
-                f"message placeholders name a value, not an attribute or item of it: {reached}"
-            )
-        unknown = sorted(n for n in names if n not in allowed)
-        if unknown:
-            raise ValueError(
-                f"message uses unknown placeholder(s) {unknown}; available: {sorted(allowed)}"
-            )
+        check_template(self.message, getattr(self, "kind", ""), "message")
         return self
+
+
+def check_template(template: str, kind: str, what: str) -> None:
+    """A message template names only the values its rule kind provides (ValueError)."""
+    allowed = TEMPLATE_FIELDS.get(kind, set())
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    except ValueError as exc:
+        raise ValueError(f"{what} template is malformed: {exc}") from exc
+    reached = sorted(n for n in names if "." in n or "[" in n)
+    if reached:  # "{t.__class__...}" would read attributes of the values at alert time
+        raise ValueError(
+            f"{what} placeholders name a value, not an attribute or item of it: {reached}"
+        )
+    unknown = sorted(n for n in names if n not in allowed)
+    if unknown:
+        raise ValueError(
+            f"{what} uses unknown placeholder(s) {unknown}; available: {sorted(allowed)}"
+        )
 
 
 class PhraseRule(RuleBase):
@@ -409,7 +417,8 @@ class EmotionRule(RuleBase):
     hold for ``sustained_utterances`` utterances in a row spanning ``sustained_s`` seconds.
     After firing, the rule stays quiet until the condition clears (index below
     ``clear_below``, or an utterance without the label) and ``cooldown_s`` has passed;
-    ``notify_clear`` sends an info alert when it clears.
+    ``notify_clear`` sends an info alert when it clears, worded by ``clear_message`` (the
+    same placeholders as ``message``; a Mandarin pack says it in Chinese).
     """
 
     kind: Literal["emotion"]
@@ -421,7 +430,13 @@ class EmotionRule(RuleBase):
     sustained_utterances: int = Field(default=1, ge=1)
     sustained_s: float = Field(default=0.0, ge=0)
     notify_clear: bool = False
+    clear_message: str = ""
     cooldown_s: float = Field(default=120.0, ge=0)
+
+    @model_validator(mode="after")
+    def _clear_template(self) -> EmotionRule:
+        check_template(self.clear_message, self.kind, "clear_message")
+        return self
 
     @model_validator(mode="after")
     def _condition(self) -> EmotionRule:
@@ -510,7 +525,7 @@ class HoldRule(RuleBase):
     cooldown_s: float = Field(default=0.0, ge=0)
 
 
-PiiType = Literal["card_number", "ssn", "cn_resident_id", "date_of_birth", "digits"]
+PiiType = Literal["card_number", "ssn", "cn_resident_id", "cn_mobile", "date_of_birth", "digits"]
 
 
 class PiiRule(RuleBase):
@@ -678,3 +693,17 @@ class RulePack(BaseModel):
                 raise ValueError(f"rule id {r.id!r} appears twice in pack {self.pack!r}")
             seen.add(r.id)
         return self
+
+
+ANY_LANGUAGE = "any"
+
+
+def packs_for(packs: Sequence[RulePack], language: str | None) -> list[RulePack]:
+    """The packs a call in ``language`` runs: those of its language (``zh`` also matches a
+    ``zh-CN`` pack) and the ``any`` ones. None (not known yet): only the ``any`` ones."""
+
+    def code(x: str) -> str:
+        return x.replace("_", "-").split("-")[0].lower()
+
+    lang = code(language) if language else None
+    return [p for p in packs if p.language == ANY_LANGUAGE or code(p.language) == lang]

@@ -51,6 +51,10 @@ one), unless the phrase is short: fewer than 8 characters of non-Han text AND fe
 characters -> exact only. Digits never slip: a fuzzy window is only accepted when its digit
 tokens are exactly the phrase's digit tokens, in order (none if the phrase has none); so
 "4111" never matches "4112", and a phrase without digits never matches across a number.
+Negations never slip either: a fuzzy window holds as many negation tokens (``is_negation``:
+not, never, 不, 没, 别 ... but not the 不 of 不好意思 or the 别 of 特别) as the phrase, so
+"本次通话不会被录音" is not "本次通话会被录音" and "anything I can do" is not "nothing I can
+do", however close the characters.
 ``find_all`` keeps every non-overlapping occurrence, best first (exact, then higher score,
 earlier, shorter); ``find_phrase`` is the first exact one or else the best fuzzy one.
 ``PhraseIndex`` gives ``find_all`` for hundreds of phrases at once, fast (see its notes).
@@ -79,6 +83,8 @@ __all__ = [
     "find_all",
     "find_phrase",
     "is_cjk",
+    "is_negation",
+    "join_words",
     "negated",
     "phrase_tokens",
     "speech_units",
@@ -136,6 +142,24 @@ def _ts_table() -> dict[int, str]:
                 table[ord(src)] = first
         _TS_TABLE = table
     return _TS_TABLE
+
+
+def _cjk_edge(ch: str) -> bool:
+    """A Han character or CJK / full-width punctuation (no space next to it in display)."""
+    return is_cjk(ch) or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef"
+
+
+def join_words(words: Iterable[str]) -> str:
+    """ASR words as display text: one space between words, none between Chinese ones
+    ("不 关 我 的 事，" -> "不关我的事，", "我 的 iPhone 坏 了" -> "我的 iPhone 坏了")."""
+    out = ""
+    for w in words:
+        if not w:
+            continue
+        if out and not (_cjk_edge(out[-1]) and _cjk_edge(w[0])):
+            out += " "
+        out += w
+    return out
 
 
 def to_simplified(text: str) -> str:
@@ -542,6 +566,15 @@ class TokenSeq:
             dcount.append(dcount[-1] + (1 if _is_digits(t) else 0))
         return "".join(parts), fs, fe, dcount
 
+    @cached_property
+    def _negcount(self) -> list[int]:
+        """Prefix count of negation tokens (``is_negation``): a fuzzy window must hold as
+        many as its phrase."""
+        out = [0]
+        for j in range(len(self.toks)):
+            out.append(out[-1] + (1 if is_negation(self.toks, j) else 0))
+        return out
+
 
 def tokens(text: str) -> list[str]:
     """Normalised tokens of ``text`` (see the module docstring)."""
@@ -574,10 +607,113 @@ NEGATIONS: frozenset[str] = frozenset(
     | {"不", "没", "别", "未", "无", "莫"}
 )
 
+# Chinese words in which a negation character negates nothing that follows: politeness
+# (不好意思 "sorry", 没关系 "never mind", 不客气 "you're welcome"), connectives (不过 "but",
+# 不管 "whatever"), and words where it is another morpheme (特别 "especially", 别人
+# "others", 未来 "future", 无论 "regardless"). Chinese is one token per character, so these
+# are recognised around the character: "没问题，通话会被录音" is not a negated disclosure.
+_ZH_NOT_NEGATION = (
+    "不好意思",
+    "不客气",
+    "不用客气",
+    "不用谢",
+    "不谢",
+    "不错",
+    "不过",
+    "不仅",
+    "不但",
+    "不管",
+    "不论",
+    "不久",
+    "不少",
+    "不断",
+    "不停",
+    "不然",
+    "不如",
+    "不由得",
+    "不免",
+    "对不起",
+    "差不多",
+    "了不起",
+    "说不定",
+    "不得不",
+    "要不",
+    "忍不住",
+    "没关系",
+    "没问题",
+    "没事",
+    "没什么",
+    "没错",
+    "埋没",
+    "淹没",
+    "出没",
+    "别人",
+    "别的",
+    "别处",
+    "别客气",
+    "别致",
+    "特别",
+    "区别",
+    "分别",
+    "级别",
+    "类别",
+    "告别",
+    "差别",
+    "性别",
+    "识别",
+    "鉴别",
+    "个别",
+    "派别",
+    "离别",
+    "辨别",
+    "判别",
+    "未来",
+    "无论",
+    "无线",
+    "无疑",
+    "无限",
+    "无数",
+    "无聊",
+    "无偿",
+    "无比",
+    "无锡",
+    "莫名其妙",
+    "莫非",
+)
+
+
+def _negation_exceptions() -> dict[str, tuple[tuple[tuple[str, ...], int], ...]]:
+    """Negation character -> (word as tokens, offset of the character in it)."""
+    out: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+    for word in _ZH_NOT_NEGATION:
+        for k, ch in enumerate(word):
+            if ch in NEGATIONS:
+                out.setdefault(ch, []).append((tuple(word), k))
+    return {ch: tuple(v) for ch, v in out.items()}
+
+
+_NEG_EXCEPT = _negation_exceptions()
+
+
+def is_negation(toks: Sequence[str], j: int) -> bool:
+    """Whether token ``j`` negates: a negation word, and for a Chinese character neither
+    part of a word like 不好意思 / 特别 / 没问题 (see ``_ZH_NOT_NEGATION``) nor the middle of
+    an A-not-A question (能不能保证 asks for a promise)."""
+    t = toks[j]
+    if t not in NEGATIONS:
+        return False
+    if 0 < j < len(toks) - 1 and is_cjk(t) and toks[j - 1] == toks[j + 1]:
+        return False  # A-not-A asks, it does not deny: 能不能, 是不是, 有没有
+    for word, k in _NEG_EXCEPT.get(t, ()):
+        a = j - k
+        if a >= 0 and tuple(toks[a : a + len(word)]) == word:
+            return False
+    return True
+
 
 def negated(seq: TokenSeq, start: int, span: int = 3) -> bool:
     """A negation token within ``span`` tokens before token ``start``."""
-    return any(t in NEGATIONS for t in seq.toks[max(0, start - span) : max(0, start)])
+    return any(is_negation(seq.toks, j) for j in range(max(0, start - span), max(0, start)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -594,7 +730,7 @@ class Match:
 class _Phrase:
     """A normalised phrase, ready for matching."""
 
-    __slots__ = ("digits", "fuzzy", "lengths", "n", "target", "toks")
+    __slots__ = ("digits", "fuzzy", "lengths", "n", "negs", "target", "toks")
 
     def __init__(self, ptoks: tuple[str, ...]) -> None:
         han = sum(1 for t in ptoks if is_cjk(t))
@@ -604,6 +740,7 @@ class _Phrase:
         self.n = n
         self.target = _fuzzy_join(ptoks)  # text the fuzzy scorer compares
         self.digits = tuple(t for t in ptoks if _is_digits(t))  # digit tokens, in order
+        self.negs = sum(1 for j in range(n) if is_negation(ptoks, j))  # negations in it
         self.fuzzy = han >= 4 or len(other) >= 8  # long enough for fuzzy matching
         self.lengths = tuple(sorted({max(1, n - 1), n, n + 1}))  # fuzzy window sizes
 
@@ -627,8 +764,10 @@ def _score_windows(
     seq: TokenSeq, p: _Phrase, windows: Iterable[tuple[int, int]], cutoff: float
 ) -> list[tuple[float, int, int]]:
     """(score, start, end) of the windows scoring at least ``cutoff`` (0-100) whose digit
-    tokens are exactly the phrase's."""
+    tokens are exactly the phrase's and that hold as many negations as the phrase."""
     ftext, fs, fe, dcount = seq._fz
+    ncount = seq._negcount
+    negs = p.negs
     toks = seq.toks
     target = p.target
     digits = p.digits
@@ -636,7 +775,7 @@ def _score_windows(
     lo, hi = _length_bounds(len(target), cutoff)
     out: list[tuple[float, int, int]] = []
     for s, e in windows:
-        if dcount[e] - dcount[s] != nd:
+        if dcount[e] - dcount[s] != nd or ncount[e] - ncount[s] != negs:
             continue
         a = fs[s]
         b = fe[e - 1]
@@ -925,6 +1064,7 @@ class PhraseIndex:
         toks = seq.toks
         n_toks = len(toks)
         ftext, fs, fe, dcount = seq._fz
+        ncount = seq._negcount
         lcs = LCSseq.similarity
         for g, pos in anchors.items():
             target, need, lens, longest = g.target, g.need, g.lengths, g.longest
@@ -944,7 +1084,7 @@ class PhraseIndex:
                 b = q1 + longest if q1 + longest < n_toks else n_toks
                 if lcs(target, ftext[fs[a] : fe[b - 1]], score_cutoff=need) < need:
                     continue
-                digits, lo, hi, cutoff = g.digits, g.lo, g.hi, g.cutoff
+                digits, lo, hi, cutoff, negs = g.digits, g.lo, g.hi, g.cutoff, g.p.negs
                 nd = len(digits)
                 for s in range(a, (q1 if q1 < last_start else last_start) + 1):
                     e_max = s + longest if s + longest < n_toks else n_toks
@@ -958,6 +1098,8 @@ class PhraseIndex:
                             break
                         y = fe[e - 1]
                         if not lo <= y - x <= hi or dcount[e] - dcount[s] != nd:
+                            continue
+                        if ncount[e] - ncount[s] != negs:
                             continue
                         if nd and tuple(t for t in toks[s:e] if _is_digits(t)) != digits:
                             continue

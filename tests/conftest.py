@@ -34,6 +34,19 @@ def asr():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def base_asr():  # type: ignore[no-untyped-def]
+    """The bundled multilingual ``base`` as Mandarin calls use it: int8, one thread, language
+    None (identified per clip among English and Mandarin unless a call passes one), and
+    AsrConfig's other defaults (beam 5 for zh, greedy otherwise; 10 s window floor; no
+    prompt). Mandarin figures: docs/benchmarks.md (issue 10)."""
+    from models.asr import AsrConfig, WhisperAsr
+
+    return WhisperAsr(
+        AsrConfig(model="base", language=None, detect_languages=("en", "zh"), threads=1)
+    )
+
+
+@pytest.fixture(scope="session")
 def packs():  # type: ignore[no-untyped-def]
     from qa_rules.loader import load_packs
 

@@ -24,12 +24,13 @@ _instances = itertools.count(1)
 
 def make_state(asr, packs, **kw) -> App:  # type: ignore[no-untyped-def]
     """A server state on the shared model; every route open (``auth=True`` to test tokens,
-    see ``make_tokens``)."""
+    see ``make_tokens``). ``models``: more loaded models by language (e.g. ``{"zh": base}``)."""
     kw.setdefault("auth", False)
     # Servers of one test run share the session's store: each is its own instance, so one
     # starting never marks another's live calls interrupted.
     kw.setdefault("instance_id", f"test-{next(_instances)}")
-    return App(ServerConfig(store=kw.pop("store", True), **kw), asr=asr, packs=packs)
+    models = kw.pop("models", None)
+    return App(ServerConfig(store=kw.pop("store", True), **kw), asr=asr, packs=packs, models=models)
 
 
 def make_tokens(state: App, *agents: str) -> dict[str, str]:

@@ -198,6 +198,8 @@ def test_playbooks_endpoint_describes_what_is_loaded(url: str, tokens: dict[str,
     sarah = {"Authorization": f"Bearer {tokens['sarah']}"}
     books = httpx.get(f"{http(url)}/v1/playbooks", headers=sarah).json()
     assert books["enabled"] is True
-    (book,) = books["playbooks"]
+    by_language = {b["language"]: b for b in books["playbooks"]}
+    assert set(by_language) == {"en", "zh"}  # one per language, chosen per call
+    book = by_language["en"]
     assert book["playbook"] == "contact_center" and book["embedder"]
     assert "cancel_service" in {i["id"] for i in book["intents"]}

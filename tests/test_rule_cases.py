@@ -27,6 +27,7 @@ from qa_rules.events import (
     Utterance,
 )
 from qa_rules.loader import BUILTIN_PACKS, RuleError
+from qa_rules.schema import packs_for
 from qa_rules.scoring import score_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -347,7 +348,7 @@ cases:
         "test; did you mean 'dead_air'?",
         "c.yaml:10: cases[0](name=typos).scorecard.zzz_nothing_like_it: no rule "
         "'zzz_nothing_like_it' in the packs under test (they have: "
-        + ", ".join(sorted(r.id for p in packs for r in p.rules))
+        + ", ".join(sorted(r.id for p in packs_for(packs, "en") for r in p.rules))
         + ")",
     ]
     with pytest.raises(RuleError, match="did you mean 'greeting'"):

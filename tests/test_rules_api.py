@@ -93,8 +93,10 @@ def test_put_pack_versions_diff_and_file(asr, packs) -> None:  # type: ignore[no
     with server(asr, packs) as (base, _):
         listing = httpx.get(f"{base}/v1/rules").json()
         assert listing["last_error"] is None
-        (default,) = listing["packs"]
-        assert default["pack"] == "default" and default["version"] == 1
+        packs_listed = {p["pack"]: p for p in listing["packs"]}
+        assert set(packs_listed) == {"default", "zh"}  # the built-in packs, one per language
+        default = packs_listed["default"]
+        assert default["version"] == 1
         assert Path(default["file"]) == rules_dir() / "default.yaml"
 
         r = httpx.put(
@@ -242,7 +244,7 @@ def test_single_rule_put_get_and_delete_pack(asr, packs) -> None:  # type: ignor
         r = httpx.delete(f"{base}/v1/rules/hotfix", headers={"X-Callwatch-User": "dana"})
         assert r.status_code == 200 and r.json()["deleted"] is True
         assert not (rules_dir() / "hotfix.yaml").exists()
-        assert [p.pack for p in state.rules.packs] == ["default"]
+        assert [p.pack for p in state.rules.packs] == ["default", "zh"]
         assert httpx.get(f"{base}/v1/rules/hotfix").status_code == 404
         last = versions(base, "hotfix")[-1]
         assert last["summary"]["deleted"] is True and last["author"] == "dana"
@@ -323,7 +325,7 @@ def test_restart_runs_the_latest_versions(asr, packs) -> None:  # type: ignore[n
         assert r.status_code == 200 and r.json()["version"] == 2
     # same CALLWATCH_HOME: the edited folder wins over the packs passed in
     with server(asr, packs) as (base, state):
-        assert {p.pack for p in state.rules.packs} == {"default", "hotfix"}
+        assert {p.pack for p in state.rules.packs} == {"default", "hotfix", "zh"}
         (dead_air,) = [r for p in state.rules.packs for r in p.rules if r.id == "dead_air"]
         assert dead_air.min_s == 15  # type: ignore[union-attr]
         listing = {p["pack"]: p for p in httpx.get(f"{base}/v1/rules").json()["packs"]}
@@ -332,7 +334,7 @@ def test_restart_runs_the_latest_versions(asr, packs) -> None:  # type: ignore[n
     # the folder broken while the server was down: the last stored versions run
     (rules_dir() / "hotfix.yaml").write_text(HOTFIX_BROKEN)
     with server(asr, packs) as (base, state):
-        assert {p.pack for p in state.rules.packs} == {"default", "hotfix"}
+        assert {p.pack for p in state.rules.packs} == {"default", "hotfix", "zh"}
         (hot,) = [p for p in state.rules.packs if p.pack == "hotfix"]
         assert hot.rules[0].id == "no_budget_plan"
         err = httpx.get(f"{base}/v1/rules").json()["last_error"]

@@ -7,10 +7,13 @@ from qa_rules.loader import BUILTIN_PACKS, RuleError, load_packs, parse_pack
 from qa_rules.schema import KINDS
 
 
-def test_builtin_pack_loads_with_every_kind() -> None:
-    (pack,) = load_packs(BUILTIN_PACKS)
-    assert {r.kind for r in pack.rules} == set(KINDS)
-    assert "recording_disclosure" in {r.id for r in pack.rules}
+def test_builtin_packs_load_one_per_language_with_every_kind() -> None:
+    packs = {p.language: p for p in load_packs(BUILTIN_PACKS)}
+    assert set(packs) == {"en", "zh"}
+    for pack in packs.values():
+        assert {r.kind for r in pack.rules} == set(KINDS)
+    assert "recording_disclosure" in {r.id for r in packs["en"].rules}
+    assert "zh_recording_disclosure" in {r.id for r in packs["zh"].rules}
 
 
 BROKEN = """\

@@ -25,20 +25,57 @@ const K_DISMISSED = "callwatch.dismissed";
 
 // -- small DOM helpers -------------------------------------------------------------------------
 
+// Text from calls can be Chinese (Mandarin calls: simplified characters from the ASR, rule and
+// playbook text in Chinese). Such text is tagged lang="zh-Hans" so the browser (and a screen
+// reader) picks Simplified Chinese glyphs and voice, and agent.css gives it its font stack and
+// line-breaking rules. Japanese and Korean are told apart by their kana and hangul.
+const HAN = /\p{Script=Han}/u;
+const KANA = /[\p{Script=Hiragana}\p{Script=Katakana}]/u;
+const HANGUL = /\p{Script=Hangul}/u;
+
+/** The BCP 47 tag for a piece of text that needs one ("zh-Hans", "ja", "ko"), else null. */
+function langOf(text) {
+  const s = String(text ?? "");
+  if (KANA.test(s)) return "ja";
+  if (HANGUL.test(s)) return "ko";
+  if (HAN.test(s)) return "zh-Hans";
+  return null;
+}
+
+/** Set a node's text and its lang to match (an earlier lang goes when the text no longer needs one). */
+function setText(node, text) {
+  const s = String(text ?? "");
+  node.textContent = s;
+  const lang = langOf(s);
+  if (lang) node.lang = lang;
+  else node.removeAttribute("lang");
+  return node;
+}
+
+/** A run of text: a plain text node, or a span carrying the lang its script needs. */
+function textRun(text) {
+  const s = String(text);
+  const lang = langOf(s);
+  return lang ? el("span", { lang, text: s }) : document.createTextNode(s);
+}
+
 /** el("p", {class: "x", text: "hello", onclick: fn}, child, ...) */
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (v === null || v === undefined || v === false) continue;
-    if (k === "text") node.textContent = String(v);
-    else if (k === "class") node.className = v;
+    if (k === "text") {
+      node.textContent = String(v);
+      const lang = attrs.lang ? null : langOf(v);
+      if (lang) node.lang = lang;
+    } else if (k === "class") node.className = v;
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else if (k === "dataset") Object.assign(node.dataset, v);
     else node.setAttribute(k, v === true ? "" : String(v));
   }
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    node.append(c instanceof Node ? c : textRun(c));
   }
   return node;
 }
@@ -118,9 +155,11 @@ function safeUrl(url) {
 
 // -- announcements and toasts --------------------------------------------------------------------
 
+/** Say something to screen readers; `text` is a string or a list of runs (each run from a
+ * call, such as a Chinese title, is read in its own language). */
 function announce(text, assertive = false) {
   const region = $(assertive ? "announce-assertive" : "announce-polite");
-  const item = el("p", { text });
+  const item = el("p", {}, ...(Array.isArray(text) ? text : [text]));
   region.append(item);
   while (region.childElementCount > 5) region.firstElementChild.remove();
 }
@@ -128,7 +167,7 @@ function announce(text, assertive = false) {
 let toastTimer = 0;
 function toast(text, kind = "info") {
   const t = $("toast");
-  t.textContent = text;
+  setText(t, text);
   t.dataset.kind = kind;
   t.hidden = false;
   clearTimeout(toastTimer);
@@ -213,8 +252,9 @@ class CallView {
   }
 
   shortId() {
-    const id = this.id;
-    return id.length > 22 ? `${id.slice(0, 8)}…${id.slice(-8)}` : id;
+    // by characters, not UTF-16 units: an id with emoji or rare Han keeps whole characters
+    const chars = Array.from(this.id);
+    return chars.length > 22 ? `${chars.slice(0, 8).join("")}…${chars.slice(-8).join("")}` : this.id;
   }
 }
 
@@ -287,6 +327,9 @@ function ingest(ev) {
       break;
     case "rules.changed":
       addNote(call, ev.t, "QA rules updated");
+      break;
+    case "call.language":
+      if (typeof ev.language === "string") addNote(call, ev.t, `Language: ${ev.language}`);
       break;
     default:
       break;
@@ -382,7 +425,7 @@ function onPartial(call, ev) {
   const existing = call.partials.get(speaker);
   if (existing && existing.t === ev.t) {
     const keepBottom = call.id === state.activeId && atBottom();
-    existing.el.querySelector(".say").textContent = ev.text;
+    setText(existing.el.querySelector(".say"), ev.text);
     existing.t_end = tEnd;
     existing.seq = ev.seq;
     afterTranscriptChange(call, keepBottom);
@@ -460,7 +503,7 @@ function onSuggestion(call, ev) {
     setTimeout(() => card.el.classList.remove("fresh"), 2500);
     if (call.id === state.activeId) {
       const title = ev.title || humanize(ev.intent) || "New suggestion";
-      announce(`New suggestion: ${title}`, ev.severity === "critical");
+      announce(["New suggestion: ", title], ev.severity === "critical");
     }
   }
   layoutCards(call);
@@ -597,10 +640,13 @@ function cardNode(call, card) {
     body.append(details);
   }
   const why = [];
-  if (ev.reason) why.push(ev.reason);
-  if (typeof ev.score === "number") why.push(`match ${Math.round(ev.score * 100)}%`);
-  if (ev.trigger && ev.trigger.text) why.push(`heard “${ev.trigger.text}”`);
-  if (why.length) body.append(el("p", { class: "reason" }, el("span", { class: "why", text: "Why " }), why.join(" · ")));
+  if (ev.reason) why.push([ev.reason]);
+  if (typeof ev.score === "number") why.push([`match ${Math.round(ev.score * 100)}%`]);
+  if (ev.trigger && ev.trigger.text) why.push(["heard “", String(ev.trigger.text), "”"]);
+  if (why.length) {
+    const runs = why.flatMap((parts, i) => (i ? [" · ", ...parts] : parts));
+    body.append(el("p", { class: "reason" }, el("span", { class: "why", text: "Why " }), ...runs));
+  }
   node.append(body);
 
   const status = el("span", { class: "fb-status", role: "status" });
@@ -629,8 +675,10 @@ function cardNode(call, card) {
   return node;
 }
 
+/** An id-safe form of any string, one-to-one (so Chinese ids never collide): letters, digits
+ * and "-" stay, any other character becomes "_", its code point in hex, "_". */
 function cssId(s) {
-  return String(s).replace(/[^A-Za-z0-9_-]/g, "_");
+  return String(s).replace(/[^A-Za-z0-9-]/gu, (c) => `_${c.codePointAt(0).toString(16)}_`);
 }
 
 // -- feedback ------------------------------------------------------------------------------------
@@ -689,7 +737,7 @@ async function sendVerdict(call, card, verdict) {
 function dismissCard(call, card) {
   rememberDismissed(call.id, card.id);
   removeCard(call, card.id);
-  announce(`Dismissed: ${card.ev.title || "suggestion"}`);
+  announce(["Dismissed: ", card.ev.title || "suggestion"]);
   postFeedback(call, card, "dismissed").catch((err) => toast(`Dismissal not saved: ${err.message}`, "error"));
 }
 
@@ -764,7 +812,7 @@ function onAlert(call, ev) {
   if (call.alerts.length > MAX_ALERTS) call.alerts.length = MAX_ALERTS;
   if (call.id === state.activeId) {
     $("alerts-empty").hidden = true;
-    announce(`${label} alert: ${ev.message || ev.rule_id}`, sev === "critical");
+    announce([`${label} alert: `, ev.message || ev.rule_id], sev === "critical");
   }
 }
 
@@ -815,7 +863,7 @@ function renderHeader() {
   const call = state.calls.get(state.activeId);
   const status = $("call-status");
   if (!call) {
-    $("call-id").textContent = "No active call";
+    setText($("call-id"), "No active call");
     $("call-id").title = "";
     $("timer").textContent = "0:00";
     status.dataset.state = "idle";
@@ -823,7 +871,7 @@ function renderHeader() {
     renderMood(null);
     return;
   }
-  $("call-id").textContent = call.shortId();
+  setText($("call-id"), call.shortId());
   $("call-id").title = call.id;
   $("timer").textContent = fmtClock(call.now);
   status.dataset.state = call.ended ? "ended" : "live";
@@ -1082,7 +1130,7 @@ async function verify() {
   // any other answer (an older server without /session): the socket's auth decides
   state.attempt = 0;
   hideLogin();
-  $("agent-name").textContent = state.agent;
+  setText($("agent-name"), state.agent);
   connect();
 }
 
@@ -1139,7 +1187,7 @@ function showLogin(message) {
   const overlay = $("login");
   const err = $("login-error");
   err.hidden = !message;
-  err.textContent = message || "";
+  setText(err, message || "");
   $("login-agent").value = state.agent || "";
   $("login-token").value = "";
   overlay.hidden = false;
@@ -1337,7 +1385,7 @@ function init() {
   renderHeader();
   renderConn();
   readCredentials();
-  $("agent-name").textContent = state.agent;
+  setText($("agent-name"), state.agent);
   if (!state.agent) showLogin("");
   else verify();
 }

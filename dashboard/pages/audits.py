@@ -425,8 +425,11 @@ def search_section() -> None:
     q = st.text_input(
         "Words said on a call",
         key=QUERY,
-        placeholder="e.g. cancel my account",
-        help="Finds lines of live and stored calls that contain these words (any case).",
+        placeholder="e.g. cancel my account, or 退款",
+        help=(
+            "Finds lines of live and stored calls that contain these words (any case). "
+            "Chinese: type the characters as they are written, without spaces."
+        ),
     )
     if not q.strip():
         return

@@ -19,6 +19,7 @@ from dashboard.common import (
     duration,
     error_text,
     get_client,
+    has_cjk,
     md_escape,
     refresh_s,
     setup_page,
@@ -87,10 +88,12 @@ def transcript_markdown(
     spk = str(line.get("speaker") or "?")
     color = SPEAKER_MD_COLOR.get(spk, "gray")
     who = SPEAKER_LABEL.get(spk, spk.capitalize())
-    text = md_escape(line.get("text") or "")
+    raw = line.get("text") or ""
+    text = md_escape(raw)
     when = clock(line.get("t"))
-    if partial:
-        return f":{color}[**{who}**] :gray[{when} · *{text} …*]"
+    if partial:  # in grey; in italics too, except Chinese (CJK faces have no italics)
+        said = f"{text} …" if has_cjk(raw) else f"*{text} …*"
+        return f":{color}[**{who}**] :gray[{when} · {said}]"
     if highlight:
         return f"👉 :{color}[**{who}**] :gray[{when}] :orange-background[{text}]"
     return f":{color}[**{who}**] :gray[{when}] {text}"
@@ -269,9 +272,20 @@ def alerts_section(client: CallwatchClient, detail: dict[str, Any]) -> None:
                 explain_result(st.session_state[key])
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def spreadsheet_csv(data: bytes) -> bytes:
+    """The server's UTF-8 CSV with a byte-order mark: without one, Excel opens a downloaded
+    CSV in the computer's legacy code page and Chinese (any non-ASCII text, even the “quotes”
+    around evidence) turns into mojibake. The API's CSV stays without (programs read it)."""
+    return data if data.startswith(UTF8_BOM) else UTF8_BOM + data
+
+
 def _exporter(client: CallwatchClient, call_id: str, fmt: str) -> Callable[[], bytes]:
     def fetch() -> bytes:
-        return client.export(call_id, fmt)
+        data = client.export(call_id, fmt)
+        return spreadsheet_csv(data) if fmt == "csv" else data
 
     return fetch
 
