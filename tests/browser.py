@@ -7,11 +7,17 @@ and fails in CI. Screenshots go to ``tests/artifacts/`` (kept as test artefacts,
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import REPO
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -34,3 +40,16 @@ def need_chromium() -> None:
             raise RuntimeError(f"browser tests need Chromium at {CHROMIUM}")
         pytest.skip(f"browser tests need Chromium at {CHROMIUM}", allow_module_level=True)
     pytest.importorskip("playwright.sync_api", reason="browser tests need playwright")
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Headless Chromium driven by Playwright, closed on the way out (one per test module)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

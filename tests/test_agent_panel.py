@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,16 +18,16 @@ import yaml
 
 from assist.replay import ReplayResult, replay
 from assist.server import App
-from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, need_chromium
+from tests.browser import ARTIFACTS, chromium, need_chromium
 from tests.conftest import DEMO, REPO
-from tests.live_server import make_state, running_server
+from tests.live_server import make_state, running_server, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 need_chromium()
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 
 def _playbook_title(intent: str) -> str:
@@ -80,10 +79,8 @@ def staff(state: App) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
@@ -135,16 +132,6 @@ class Replay:
             raise self.error
         assert self.result is not None
         return self.result
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def open_panel(page: Page, base: str, token: str, agent: str = "sarah") -> None:
@@ -227,7 +214,7 @@ def test_agent_follows_a_live_call(
     page.keyboard.press("1")
     expect(focused.locator(".script-line").first).to_have_class(re.compile("did-copy"))
     assert page.evaluate("navigator.clipboard.readText()") == line_one
-    wait_for(
+    wait_until(
         lambda: [
             r
             for r in httpx.get(
@@ -235,7 +222,8 @@ def test_agent_follows_a_live_call(
             ).json()["feedback"]
             if r["verdict"] == "copied" and r["suggestion_id"] == focused_id and r["line"] == 0
         ],
-        what="the copied line's feedback",
+        "the copied line's feedback",
+        timeout_s=10,
     )
     page.keyboard.press("Escape")
 

@@ -16,7 +16,7 @@ import pytest
 
 from assist.demo import free_port
 from dashboard.launch import run_board, wait_ready
-from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, need_chromium
+from tests.browser import ARTIFACTS, chromium, need_chromium
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ WIDTH = 1400
 
 need_chromium()
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +60,8 @@ def board_url(board: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture

@@ -40,8 +40,7 @@ import io
 import os
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +59,9 @@ from dashboard.client import CallwatchClient
 from dashboard.common import md_escape
 from dashboard.launch import run_board, wait_ready
 from dashboard.pages.call import UTF8_BOM, _exporter, transcript_markdown
-from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, need_chromium
+from tests.browser import ARTIFACTS, chromium, need_chromium
 from tests.conftest import REPO
-from tests.live_server import make_state
+from tests.live_server import make_state, wait_until
 from tests.test_board_pages import page as app_page
 from tests.test_board_pages import shown
 
@@ -93,7 +92,7 @@ def need_chinese_font() -> None:
 
 need_chromium()
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 PAGES = REPO / "dashboard" / "pages"
 AGENT = "li_na"
@@ -286,7 +285,7 @@ def serve(state: App) -> Iterator[Server]:
     thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
     thread.start()
     http = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _healthy(http) or not thread.is_alive(), 30, "the server to start")
+    wait_until(lambda: _healthy(http) or not thread.is_alive(), "the server to start", 30)
     assert thread.is_alive() and loops, "the server did not start"
     try:
         yield Server(state, http, loops[0])
@@ -300,17 +299,6 @@ def _healthy(http: str) -> bool:
         return httpx.get(f"{http}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
-    """Poll until ``check()`` is true (a hang guard, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -340,12 +328,8 @@ def server(asr, packs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     need_chinese_font()  # the board's pages under AppTest and the search run without one
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
@@ -447,7 +431,7 @@ def short_id(call_id: str) -> str:
 def test_agent_panel_shows_a_mandarin_call(server: Server, tab: Page) -> None:
     tab.goto(f"{server.http}/agent?agent={AGENT}")
     tab.wait_for_function("window.__callwatch && window.__callwatch.connection === 'live'")
-    wait_for(lambda: server.state.bus.subscribers >= 1, 10, "the panel's subscription")
+    wait_until(lambda: server.state.bus.subscribers >= 1, "the panel's subscription", 10)
 
     stamp = EventStamper(LIVE)
     template = {e["seq"]: e for e in mandarin_call(LIVE, AGENT)}
