@@ -285,7 +285,7 @@ def serve(state: App) -> Iterator[Server]:
     thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
     thread.start()
     http = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _healthy(http) or not thread.is_alive(), "the server to start", 30)
+    wait_until(lambda: _healthy(http) or not thread.is_alive(), "the server to start", timeout_s=30)
     assert thread.is_alive() and loops, "the server did not start"
     try:
         yield Server(state, http, loops[0])
@@ -431,7 +431,7 @@ def short_id(call_id: str) -> str:
 def test_agent_panel_shows_a_mandarin_call(server: Server, tab: Page) -> None:
     tab.goto(f"{server.http}/agent?agent={AGENT}")
     tab.wait_for_function("window.__callwatch && window.__callwatch.connection === 'live'")
-    wait_until(lambda: server.state.bus.subscribers >= 1, "the panel's subscription", 10)
+    wait_until(lambda: server.state.bus.subscribers >= 1, "the panel's subscription", timeout_s=10)
 
     stamp = EventStamper(LIVE)
     template = {e["seq"]: e for e in mandarin_call(LIVE, AGENT)}
